@@ -1,0 +1,375 @@
+"""Argument checks, output sizes and kernel specs: the one place every twin goes through.
+
+How the pieces fit::
+
+    functional.conv2d(input, weight, ...)            public, PyTorch's signature
+        -> _checks.conv2d_spec(...)                  every check; returns a ConvSpec
+        -> twin.conv2d(x, w, b, spec)                _core / _fallback / _torch, no checks
+
+The functions here look only at shapes, dtypes and the hyper-parameters, never at the
+values, so NumPy arrays and torch tensors go through the same code and every twin raises
+the same exception with the same message. Messages follow PyTorch's wording where PyTorch
+has one. A spec is an immutable ``NamedTuple`` of plain ints: all a kernel needs, nothing
+it must check.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple, Optional, Tuple
+
+Pair = Tuple[int, int]
+
+__all__ = [
+    "ArgumentError",
+    "ConvSpec",
+    "PoolSpec",
+    "conv2d_output_shape",
+    "conv_transpose2d_output_shape",
+    "pool2d_output_shape",
+]
+
+
+class ArgumentError(ValueError, RuntimeError):
+    """A bad argument or shape. It is both a ``ValueError`` (the NumPy habit) and a
+    ``RuntimeError`` (what PyTorch raises), so either ``except`` clause catches it."""
+
+
+class DtypeError(TypeError, RuntimeError):
+    """An unsupported or mismatched dtype. Both a ``TypeError`` and a ``RuntimeError``."""
+
+
+class ConvSpec(NamedTuple):
+    """A checked 2-D convolution, as the kernels consume it (all pairs are (height, width)).
+
+    The convolution reads ``x[n, c, oh*stride_h - pad_h + kh*dilation_h, ...]``; any row or
+    column outside ``[0, H) x [0, W)`` reads as zero. ``padding`` is the zero border *before*
+    row 0 and column 0; the border after the last row/column is implied by ``out_size``
+    (it differs from ``padding`` only for ``padding='same'`` with an even effective kernel).
+    """
+
+    stride: Pair
+    padding: Pair
+    dilation: Pair
+    groups: int
+    kernel_size: Pair
+    in_size: Pair  # (H, W) of the convolution's input
+    out_size: Pair  # (H_out, W_out)
+
+    @property
+    def padding_end(self) -> Pair:
+        """Zero rows/columns after the input that the last window reaches (>= 0)."""
+        return tuple(  # type: ignore[return-value]
+            max(0, (o - 1) * s + d * (k - 1) + 1 - i - p)
+            for o, s, d, k, i, p in zip(self.out_size, self.stride, self.dilation,
+                                        self.kernel_size, self.in_size, self.padding)
+        )
+
+    @property
+    def symmetric(self) -> bool:
+        """True when ``padding`` on both sides gives the same output size (all but 'same')."""
+        return all(
+            _conv_out(i, k, s, p, p, d) == o
+            for i, k, s, p, d, o in zip(self.in_size, self.kernel_size, self.stride,
+                                        self.padding, self.dilation, self.out_size)
+        )
+
+
+class PoolSpec(NamedTuple):
+    """A checked 2-D pooling, as the kernels consume it (pairs are (height, width)).
+
+    Window ``(oh, ow)`` covers rows ``oh*stride_h - pad_h + kh*dilation_h`` for
+    ``kh < kernel_h``; positions outside the input are skipped (max: they count as -inf).
+    Average pooling divides by ``divisor_override`` if set, else by the window's size clipped
+    to the padded input ``[-pad, H + pad)`` (``count_include_pad``) or to the input itself.
+    ``dilation`` is always (1, 1) for average pooling.
+    """
+
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair  # symmetric: the same on both sides
+    dilation: Pair
+    ceil_mode: bool
+    in_size: Pair
+    out_size: Pair
+    count_include_pad: bool = True
+    divisor_override: Optional[int] = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _size(shape) -> str:
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _pair(value, name: str) -> Pair:
+    """An int or a sequence of two ints -> (int, int), as torch's ``_pair``."""
+    if _is_int(value):
+        return (int(value), int(value))
+    if isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
+        if len(value) == 1:
+            return (int(value[0]), int(value[0]))
+        if len(value) == 2:
+            return (int(value[0]), int(value[1]))
+        raise ArgumentError(
+            f"expected {name} to be a single integer value or a list of 2 values to match "
+            f"the convolution dimensions, but got {name}={list(value)}")
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _conv_out(size: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def dtype_name(a) -> str:
+    """'float32', 'float64', 'int64', ... for a NumPy array or a torch tensor."""
+    return str(a.dtype).replace("torch.", "")
+
+
+def check_floating(op: str, **arrays) -> None:
+    """All given arrays are float32 or float64, and of one dtype (None entries are skipped)."""
+    first = None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        dt = dtype_name(a)
+        if dt not in ("float32", "float64"):
+            raise DtypeError(
+                f"{op}: cnnlab computes in float32 or float64, but {name} has dtype {dt}; "
+                f"cast it first (e.g. x.astype(np.float32))")
+        if first is None:
+            first = (name, dt)
+        elif dt != first[1]:
+            raise DtypeError(f"{first[0].capitalize()} type ({first[1]}) and {name} type "
+                             f"({dt}) should be the same")
+
+
+def check_rank(op: str, a, name: str = "input") -> bool:
+    """3-D or 4-D; returns True when batched (4-D)."""
+    if a.ndim not in (3, 4):
+        raise ArgumentError(f"Expected 3D (unbatched) or 4D (batched) {name} to {op}, "
+                            f"but got {name} of size: {_size(a.shape)}")
+    return a.ndim == 4
+
+
+def check_grad_output(op: str, grad_output, expected_shape) -> None:
+    if tuple(grad_output.shape) != tuple(expected_shape):
+        raise ArgumentError(f"{op}: expected grad_output of size {_size(expected_shape)}, "
+                            f"but got grad_output of size {_size(grad_output.shape)}")
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def _conv_hparams(stride, padding, dilation, groups, kernel_size, transposed=False):
+    """Checks shared by conv2d and conv_transpose2d; returns pairs and the padding mode."""
+    s = _pair(stride, "stride")
+    d = _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding not in ("valid", "same") or transposed:
+            raise ArgumentError(f"Invalid padding string: {padding!r}"
+                                + ("" if transposed else ", should be one of {'valid', 'same'}"))
+        if padding == "same" and s != (1, 1):
+            raise ArgumentError("padding='same' is not supported for strided convolutions")
+        p = padding
+    else:
+        p = _pair(padding, "padding")
+    if not _is_int(groups):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if not isinstance(p, str) and min(p) < 0:
+        raise ArgumentError("negative padding is not supported")
+    if min(s) <= 0:
+        raise ArgumentError("non-positive stride is not supported")
+    if min(d) <= 0:
+        raise ArgumentError("non-positive dilation is not supported")
+    if groups <= 0:
+        raise ArgumentError("non-positive groups is not supported")
+    return s, p, d, int(groups)
+
+
+def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dilation=1,
+                groups=1, op: str = "conv2d") -> ConvSpec:
+    """Check a conv2d call and return its spec. ``input_shape`` is 4-D (N, C_in, H, W),
+    ``weight_shape`` (C_out, C_in/groups, kH, kW); ``bias_shape`` (C_out,) or None."""
+    if len(weight_shape) != 4:
+        raise ArgumentError(f"{op}: expected a 4-D weight of shape (C_out, C_in/groups, kH, kW), "
+                            f"but got weight of size {_size(weight_shape)}")
+    s, p, d, g = _conv_hparams(stride, padding, dilation, groups, weight_shape[2:])
+    n, c_in, h, w = (int(v) for v in input_shape)
+    c_out, c_in_g, kh, kw = (int(v) for v in weight_shape)
+    if c_out % g != 0:
+        raise ArgumentError(f"Given groups={g}, expected weight to be divisible by {g} at "
+                            f"dimension 0, but got weight of size {_size(weight_shape)} instead")
+    if c_in_g * g != c_in:
+        raise ArgumentError(f"Given groups={g}, weight of size {_size(weight_shape)}, expected "
+                            f"input{_size(input_shape)} to have {c_in_g * g} channels, but got "
+                            f"{c_in} channels instead")
+    if bias_shape is not None and tuple(bias_shape) != (c_out,):
+        raise ArgumentError(f"Given weight of size {_size(weight_shape)}, expected bias to be "
+                            f"1-dimensional with {c_out} elements, but got bias of size "
+                            f"{_size(bias_shape)} instead")
+    if min(kh, kw) <= 0:
+        raise ArgumentError(f"{op}: kernel size must be positive, got weight of size "
+                            f"{_size(weight_shape)}")
+    if p == "valid":
+        p0 = p1 = (0, 0)
+    elif p == "same":
+        total = (d[0] * (kh - 1), d[1] * (kw - 1))
+        p0 = (total[0] // 2, total[1] // 2)
+        p1 = (total[0] - p0[0], total[1] - p0[1])
+    else:
+        p0 = p1 = p
+    eff = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)
+    padded = (h + p0[0] + p1[0], w + p0[1] + p1[1])
+    if padded[0] < eff[0] or padded[1] < eff[1]:
+        raise ArgumentError(f"Calculated padded input size per channel: ({padded[0]} x "
+                            f"{padded[1]}). Kernel size: ({eff[0]} x {eff[1]}). Kernel size "
+                            f"can't be greater than actual input size")
+    out = (_conv_out(h, kh, s[0], p0[0], p1[0], d[0]), _conv_out(w, kw, s[1], p0[1], p1[1], d[1]))
+    return ConvSpec(s, p0, d, g, (kh, kw), (h, w), out)
+
+
+def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0,
+                          output_padding=0, groups=1, dilation=1) -> ConvSpec:
+    """Check a conv_transpose2d call; return the spec of the convolution it is the adjoint of.
+
+    ``input_shape`` (N, C_in, H, W), ``weight_shape`` (C_in, C_out/groups, kH, kW). The spec
+    describes the *forward* convolution that maps (N, C_out, H_out, W_out) to (N, C_in, H, W)
+    with the same weight; conv_transpose2d is its input gradient. So ``spec.in_size`` is the
+    transposed convolution's output size and ``spec.out_size`` its input size.
+    """
+    op = "conv_transpose2d"
+    if len(weight_shape) != 4:
+        raise ArgumentError(f"{op}: expected a 4-D weight of shape (C_in, C_out/groups, kH, kW), "
+                            f"but got weight of size {_size(weight_shape)}")
+    if isinstance(padding, str):
+        raise ArgumentError(f"Invalid padding string: {padding!r}; conv_transpose2d takes an "
+                            "int or a pair")
+    s, p, d, g = _conv_hparams(stride, padding, dilation, groups, weight_shape[2:], True)
+    op_ = _pair(output_padding, "output_padding")
+    if min(op_) < 0:
+        raise ArgumentError("negative output_padding is not supported")
+    if not all(o < s_ or o < d_ for o, s_, d_ in zip(op_, s, d)):
+        raise ArgumentError(
+            "output padding must be smaller than either stride or dilation, but got "
+            f"output_padding_height: {op_[0]} output_padding_width: {op_[1]} stride_height: "
+            f"{s[0]} stride_width: {s[1]} dilation_height: {d[0]} dilation_width: {d[1]}")
+    n, c_in, h, w = (int(v) for v in input_shape)
+    w_in, c_out_g, kh, kw = (int(v) for v in weight_shape)
+    if w_in % g != 0:
+        raise ArgumentError(f"Given groups={g}, expected weight to be divisible by {g} at "
+                            f"dimension 0, but got weight of size {_size(weight_shape)} instead")
+    if w_in != c_in:
+        raise ArgumentError(f"Given transposed=1, weight of size {_size(weight_shape)}, expected "
+                            f"input{_size(input_shape)} to have {w_in} channels, but got {c_in} "
+                            f"channels instead")
+    c_out = c_out_g * g
+    if bias_shape is not None and tuple(bias_shape) != (c_out,):
+        raise ArgumentError(f"Given transposed=1, weight of size {_size(weight_shape)}, expected "
+                            f"bias to be 1-dimensional with {c_out} elements, but got bias of "
+                            f"size {_size(bias_shape)} instead")
+    if min(kh, kw) <= 0:
+        raise ArgumentError(f"{op}: kernel size must be positive, got weight of size "
+                            f"{_size(weight_shape)}")
+    out = conv_transpose2d_output_shape((h, w), (kh, kw), s, p, op_, d)
+    if min(out) < 1:
+        raise ArgumentError(f"Given input size per channel: ({h} x {w}). Calculated output size "
+                            f"per channel: ({out[0]} x {out[1]}). Output size is too small")
+    return ConvSpec(s, p, d, g, (kh, kw), out, (h, w))
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling_output_shape: with ceil_mode the last window must start inside
+    the input or its left padding."""
+    eff = d * (k - 1) + 1
+    if ceil_mode:
+        out = -(-(size + 2 * p - eff) // s) + 1
+        if (out - 1) * s >= size + p:
+            out -= 1
+    else:
+        out = (size + 2 * p - eff) // s + 1
+    return out
+
+
+def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
+                ceil_mode=False, count_include_pad=True, divisor_override=None,
+                op: str = "max_pool2d") -> PoolSpec:
+    """Check a pooling call; ``input_shape`` is 4-D (N, C, H, W)."""
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
+        else _pair(stride, "stride")
+    p = _pair(padding, "padding")
+    d = _pair(dilation, "dilation")
+    if min(k) <= 0:
+        raise ArgumentError(f"kernel size should be greater than zero, but got kH: {k[0]} "
+                            f"kW: {k[1]}")
+    if min(s) <= 0:
+        raise ArgumentError(f"stride should be greater than zero, but got dH: {s[0]} dW: {s[1]}")
+    if min(d) <= 0:
+        raise ArgumentError(f"dilation should be greater than zero, but got dilationH: {d[0]} "
+                            f"dilationW: {d[1]}")
+    if min(p) < 0:
+        raise ArgumentError(f"pad must be non-negative, but got pad: {min(p)}")
+    for pi, ki, di in zip(p, k, d):
+        if pi > (di * (ki - 1) + 1) // 2:
+            raise ArgumentError(f"pad should be at most half of effective kernel size, but got "
+                                f"pad={pi}, kernel_size={ki} and dilation={di}")
+    if divisor_override is not None:
+        if not _is_int(divisor_override):
+            raise TypeError(f"divisor_override must be an int or None, got {divisor_override!r}")
+        if divisor_override == 0:
+            raise ArgumentError("divisor must be not zero")
+    n, c, h, w = (int(v) for v in input_shape)
+    out = (_pool_out(h, k[0], s[0], p[0], d[0], bool(ceil_mode)),
+           _pool_out(w, k[1], s[1], p[1], d[1], bool(ceil_mode)))
+    if min(out) < 1:
+        raise ArgumentError(f"Given input size: ({c}x{h}x{w}). Calculated output size: "
+                            f"({c}x{out[0]}x{out[1]}). Output size is too small")
+    return PoolSpec(k, s, p, d, bool(ceil_mode), (h, w), out, bool(count_include_pad),
+                    None if divisor_override is None else int(divisor_override))
+
+
+# --------------------------------------------------------------------------- public sizes
+
+
+def conv2d_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1):
+    """(H_out, W_out) of a conv2d on spatial size ``input_size`` = (H, W) or an int.
+
+    ``padding`` may be an int, a pair, 'valid' or 'same'. Example: a 3x3 kernel with
+    padding 1 keeps 28x28: ``conv2d_output_shape(28, 3, padding=1) == (28, 28)``.
+    """
+    i = _pair(input_size, "input_size")
+    k = _pair(kernel_size, "kernel_size")
+    spec = conv2d_spec((1, 1) + i, (1, 1) + k, None, stride, padding, dilation, 1)
+    return spec.out_size
+
+
+def conv_transpose2d_output_shape(input_size, kernel_size, stride=1, padding=0,
+                                  output_padding=0, dilation=1):
+    """(H_out, W_out) = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1."""
+    i, k = _pair(input_size, "input_size"), _pair(kernel_size, "kernel_size")
+    s, p = _pair(stride, "stride"), _pair(padding, "padding")
+    op_, d = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    return tuple((i[j] - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op_[j] + 1 for j in (0, 1))
+
+
+def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """(H_out, W_out) of max_pool2d / avg_pool2d on spatial size ``input_size``.
+
+    Example: ``pool2d_output_shape(28, 2) == (14, 14)``.
+    """
+    i = _pair(input_size, "input_size")
+    return pool2d_spec((1, 1) + i, kernel_size, stride, padding, dilation, ceil_mode).out_size
+
+
+def prod(shape) -> int:
+    return int(math.prod(int(s) for s in shape))

@@ -1,0 +1,115 @@
+"""Backend selection: which twin runs an operation. The only place that decides.
+
+Twins (same function names, same signatures, see ``cnnlab/_fallback.py`` for the contract):
+
+    "cython"  cnnlab._core      compiled Cython + OpenMP kernels (NumPy arrays)
+    "numpy"   cnnlab._fallback  vectorised NumPy, used where nothing was compiled
+    "torch"   cnnlab._torch     torch.nn.functional, on any device
+
+The array type decides first: torch tensors always go to the torch twin and come back as
+tensors on their device. NumPy arrays go to the selected backend; if that is "torch", they
+travel through torch on the CPU and come back as NumPy arrays.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+from functools import lru_cache
+
+__all__ = ["backends", "get_backend", "set_backend", "use_backend"]
+
+_MODULES = {"cython": "cnnlab._core", "numpy": "cnnlab._fallback", "torch": "cnnlab._torch"}
+
+
+@lru_cache(maxsize=None)
+def _load(name: str):
+    """The twin module, or None when it cannot be imported here."""
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError:
+        return None
+
+
+def backends() -> list:
+    """Names of the backends available in this installation, fastest first."""
+    return [name for name in _MODULES if _load(name) is not None]
+
+
+def _check_name(name: str) -> str:
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(_MODULES)}")
+    if _load(name) is None:
+        hint = {"cython": "the compiled extension was not built (pure-Python install?)",
+                "torch": "torch is not installed (pip install cnnlab[torch])"}.get(name, "")
+        raise ValueError(f"backend {name!r} is not available: {hint}; available: {backends()}")
+    return name
+
+
+def _initial() -> str:
+    env = os.environ.get("CNNLAB_BACKEND", "").strip()
+    if env:
+        return _check_name(env)
+    return "cython" if _load("cython") is not None else "numpy"
+
+
+_current = contextvars.ContextVar("cnnlab_backend", default=None)
+_default = [None]
+
+
+def get_backend() -> str:
+    """The backend NumPy arrays go to: "cython", "numpy" or "torch"."""
+    name = _current.get()
+    if name is None:
+        if _default[0] is None:
+            _default[0] = _initial()
+        name = _default[0]
+    return name
+
+
+def set_backend(name: str) -> None:
+    """Select the backend for NumPy arrays, for the whole process."""
+    _default[0] = _check_name(name)
+    _current.set(None)
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with cnnlab.use_backend("numpy"): ...`` selects a backend inside the block only
+    (per thread / per asyncio task)."""
+    token = _current.set(_check_name(name))
+    try:
+        yield name
+    finally:
+        _current.reset(token)
+
+
+def is_tensor(a) -> bool:
+    """True for a torch.Tensor, without importing torch when it is not loaded yet."""
+    t = type(a)
+    return t.__module__.startswith("torch") and hasattr(a, "device")
+
+
+def twin_for(op: str, *arrays):
+    """(twin module, kind) for these operands; kind is "numpy", "torch" or "numpy->torch".
+
+    All non-None operands must be of one family (NumPy arrays or torch tensors)."""
+    import numpy as np
+
+    present = [a for a in arrays if a is not None]
+    tensors = [is_tensor(a) for a in present]
+    if all(tensors):
+        return _load("torch") or _require_torch(), "torch"
+    if any(tensors) or not all(isinstance(a, np.ndarray) for a in present):
+        kinds = ", ".join(type(a).__name__ for a in present)
+        raise TypeError(f"{op}: expected NumPy arrays or torch tensors, all of one kind, got "
+                        f"({kinds})")
+    name = get_backend()
+    if name == "torch":
+        return _load("torch"), "numpy->torch"
+    return _load(name), "numpy"
+
+
+def _require_torch():  # pragma: no cover - a tensor without torch cannot exist
+    raise ImportError("cnnlab._torch could not be imported")

@@ -1,0 +1,187 @@
+"""The NumPy twin: the kernel contract in vectorised NumPy (no Python loop per pixel).
+
+The kernel contract (``_core``, ``_fallback`` and ``_torch`` all export exactly these):
+
+    conv2d(x, weight, bias, spec) -> y
+        x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,) or None
+        -> y (N, C_out, H_out, W_out);  (H, W) = spec.in_size, (H_out, W_out) = spec.out_size
+    conv2d_grad_input(grad_output, weight, spec) -> (N, C_in, H, W)
+    conv2d_grad_weight(grad_output, x, spec) -> (C_out, C_in/groups, kH, kW)
+    bias_grad(grad_output) -> (C,)                      sum over N, H, W
+    max_pool2d(x, spec) -> (y, indices)                 indices int64, flat h*W + w
+    max_pool2d_backward(grad_output, indices, spec) -> (N, C, H, W)
+    avg_pool2d(x, spec) -> y
+    avg_pool2d_backward(grad_output, spec) -> (N, C, H, W)
+
+Operands arrive checked (``_checks``), 4-D, C-contiguous (possibly read-only), of one
+dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
+``ConvSpec`` / ``PoolSpec``: reads outside the input are zeros (conv) or skipped (pooling).
+Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
+NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
+
+Here the convolutions are im2col with ``sliding_window_view`` + ``tensordot``/``einsum``,
+and pooling works on the padded array's windows.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+
+
+def _padded(x, spec, fill=0.0):
+    """x with spec.padding before and enough after for every window; (N, C, Hp, Wp)."""
+    (ph, pw), (sh, sw), (dh, dw) = spec.padding, spec.stride, spec.dilation
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    h, w = x.shape[2:]
+    need_h = (ho - 1) * sh + dh * (kh - 1) + 1
+    need_w = (wo - 1) * sw + dw * (kw - 1) + 1
+    xp = np.full(x.shape[:2] + (max(need_h, ph + h), max(need_w, pw + w)), fill, x.dtype)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
+
+
+def _windows(xp, spec):
+    """Strided view (N, C, H_out, W_out, kH, kW) of the windows of a padded array."""
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    return v[:, :, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, ::dh, ::dw]
+
+
+def _grouped(a, groups):
+    """(N, C, ...) -> (N, groups, C/groups, ...)."""
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
+
+
+def conv2d(x, weight, bias, spec):
+    g = spec.groups
+    cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
+    wg = _grouped(weight[None], g)[0]                            # G,Og,Cg,kH,kW
+    y = np.einsum("ngchwij,gocij->ngohw", cols, wg, optimize=True)
+    y = np.ascontiguousarray(y.reshape(x.shape[0], weight.shape[0], *spec.out_size))
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv2d_grad_input(grad_output, weight, spec):
+    """Scatter each output gradient back through the window it came from (col2im)."""
+    g = spec.groups
+    n = grad_output.shape[0]
+    c_in = weight.shape[1] * g
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    gy = _grouped(grad_output, g)                                # N,G,Og,Ho,Wo
+    wg = _grouped(weight[None], g)[0]                            # G,Og,Cg,kH,kW
+    cols = np.einsum("ngohw,gocij->ngcijhw", gy, wg, optimize=True)
+    return _col2im(cols.reshape(n, c_in, kh, kw, ho, wo), spec)
+
+
+def conv2d_grad_weight(grad_output, x, spec):
+    g = spec.groups
+    cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
+    gy = _grouped(grad_output, g)                                # N,G,Og,Ho,Wo
+    gw = np.einsum("ngohw,ngchwij->gocij", gy, cols, optimize=True)
+    return np.ascontiguousarray(gw.reshape(grad_output.shape[1], x.shape[1] // g,
+                                           *spec.kernel_size))
+
+
+def bias_grad(grad_output):
+    return grad_output.sum(axis=(0, 2, 3))
+
+
+def _pool_windows(x, spec, fill):
+    return _windows(_padded(x, spec, fill), spec)
+
+
+def max_pool2d(x, spec):
+    n, c = x.shape[:2]
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    h, w = spec.in_size
+    win = _pool_windows(x, spec, -np.inf).reshape(n, c, ho, wo, kh * kw)
+    # The padded cells are -inf: a window of input -inf still reports an input position,
+    # so mask the padding out of the search with a sentinel below -inf (NaN-aware argmax).
+    ih = (np.arange(ho) * spec.stride[0] - spec.padding[0])[:, None] \
+        + np.arange(kh) * spec.dilation[0]                      # Ho,kH
+    iw = (np.arange(wo) * spec.stride[1] - spec.padding[1])[:, None] \
+        + np.arange(kw) * spec.dilation[1]                      # Wo,kW
+    inside = ((ih >= 0) & (ih < h))[:, None, :, None] & ((iw >= 0) & (iw < w))[None, :, None, :]
+    inside = inside.reshape(ho, wo, kh * kw)
+    # Rank of each tap in PyTorch's rule: NaN > everything, later NaN > earlier NaN;
+    # among numbers the larger wins, the earlier wins a tie. Outside taps never win.
+    isnan = np.isnan(win)
+    vals = np.where(isnan, -np.inf, win)
+    best = np.where(inside, vals, -np.inf).max(axis=-1, keepdims=True)
+    first_max = np.argmax(inside & (vals == best), axis=-1)
+    any_nan = isnan.any(axis=-1)
+    last_nan = kh * kw - 1 - np.argmax(isnan[..., ::-1], axis=-1)
+    tap = np.where(any_nan, last_nan, first_max)
+    y = np.take_along_axis(win, tap[..., None], axis=-1)[..., 0]
+    ti, tj = np.divmod(tap, kw)
+    rows = np.arange(ho)[:, None] * spec.stride[0] - spec.padding[0] + ti * spec.dilation[0]
+    cols = np.arange(wo)[None, :] * spec.stride[1] - spec.padding[1] + tj * spec.dilation[1]
+    idx = (rows * w + cols).astype(np.int64)
+    return np.ascontiguousarray(y), idx
+
+
+def max_pool2d_backward(grad_output, indices, spec):
+    n, c = grad_output.shape[:2]
+    h, w = spec.in_size
+    gx = np.zeros((n * c, h * w), grad_output.dtype)
+    flat = indices.reshape(n * c, -1) + (np.arange(n * c) * (h * w))[:, None]
+    np.add.at(gx.reshape(-1), flat.reshape(-1), grad_output.reshape(-1))
+    return gx.reshape(n, c, h, w)
+
+
+def _avg_divisor(spec, dtype):
+    """(H_out, W_out) divisors, PyTorch's rule (see PoolSpec)."""
+    if spec.divisor_override is not None:
+        return np.full(spec.out_size, spec.divisor_override, dtype)
+    sizes = []
+    for o, s, p, k, i in zip(spec.out_size, spec.stride, spec.padding, spec.kernel_size,
+                             spec.in_size):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, i + p)
+        if spec.count_include_pad:
+            sizes.append(end - start)
+        else:
+            sizes.append(np.minimum(end, i) - np.maximum(start, 0))
+    return np.multiply.outer(sizes[0], sizes[1]).astype(dtype)
+
+
+def avg_pool2d(x, spec):
+    win = _pool_windows(x, spec, 0.0)
+    y = win.sum(axis=(4, 5)) / _avg_divisor(spec, x.dtype)
+    return np.ascontiguousarray(y)
+
+
+def avg_pool2d_backward(grad_output, spec):
+    g = grad_output / _avg_divisor(spec, grad_output.dtype)
+    n, c = g.shape[:2]
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    cols = np.broadcast_to(g[:, :, None, None], (n, c, kh, kw, ho, wo))
+    return _col2im(cols, spec)
+
+
+def _col2im(cols, spec):
+    """Sum (N, C, kH, kW, H_out, W_out) tap contributions into (N, C, H, W)."""
+    n, c = cols.shape[:2]
+    (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, spec.padding
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    h, w = spec.in_size
+    hp = max((ho - 1) * sh + dh * (kh - 1) + 1, ph + h)
+    wp = max((wo - 1) * sw + dw * (kw - 1) + 1, pw + w)
+    gxp = np.zeros((n, c, hp, wp), cols.dtype)
+    for i in range(kh):                  # a loop over the kernel taps, not the pixels
+        for j in range(kw):
+            gxp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                j * dw:j * dw + (wo - 1) * sw + 1:sw] += cols[:, :, i, j]
+    return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + w])

@@ -1,0 +1,46 @@
+"""Thread count of the compiled kernels: ``set_num_threads`` / ``get_num_threads``.
+
+The default honours ``OMP_NUM_THREADS`` and otherwise uses the CPUs this process may run
+on. The compiled twin reads ``get_num_threads()`` on every call and passes it to its OpenMP
+``prange`` loops; the NumPy twin ignores it (NumPy's BLAS has its own threads).
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["get_num_threads", "set_num_threads", "openmp_enabled"]
+
+
+def _default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_threads()
+
+
+def get_num_threads() -> int:
+    """Number of threads the compiled kernels use."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (``n >= 1``) in the compiled kernels from now on."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive int, got {n!r}")
+    _num_threads = n
+
+
+def openmp_enabled() -> bool:
+    """True when the compiled twin is built and was compiled with OpenMP."""
+    try:
+        from cnnlab import _core
+    except ImportError:
+        return False
+    return bool(_core.openmp_enabled())

@@ -1,0 +1,89 @@
+"""The torch twin: the kernel contract (see ``_fallback``) on torch tensors, on any device.
+
+Each function delegates to ``torch.nn.functional`` / ATen on the tensors' own device, so
+the same code runs on the CPU and on a GPU. Specs with the usual symmetric padding map onto
+torch's arguments directly; the asymmetric ones (``padding='same'`` with an even effective
+kernel, or a transposed convolution whose output_padding reaches past the stride) pad or
+crop explicitly with ``F.pad`` so that every window sits at padding 0.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+
+
+def _extent(spec):
+    """Rows/columns of the padded input the windows span: (ho-1)*s + d*(k-1) + 1."""
+    return tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in
+                 zip(spec.out_size, spec.stride, spec.dilation, spec.kernel_size))
+
+
+def _pads(spec):
+    """F.pad arguments (left, right, top, bottom) turning the input into exactly the span
+    of the windows; a negative entry crops rows no window reads."""
+    (eh, ew), (ph, pw), (h, w) = _extent(spec), spec.padding, spec.in_size
+    return (pw, ew - pw - w, ph, eh - ph - h)
+
+
+def conv2d(x, weight, bias, spec):
+    if spec.symmetric:
+        return F.conv2d(x, weight, bias, spec.stride, spec.padding, spec.dilation, spec.groups)
+    return F.conv2d(F.pad(x, _pads(spec)), weight, bias, spec.stride, 0, spec.dilation,
+                    spec.groups)
+
+
+def conv2d_grad_input(grad_output, weight, spec):
+    if spec.symmetric:
+        # output_padding restores the rows the forward's floor division dropped.
+        out_pad = tuple(i - ((o - 1) * s - 2 * p + d * (k - 1) + 1) for i, o, s, p, d, k in
+                        zip(spec.in_size, spec.out_size, spec.stride, spec.padding,
+                            spec.dilation, spec.kernel_size))
+        return F.conv_transpose2d(grad_output, weight, None, spec.stride, spec.padding,
+                                  out_pad, spec.groups, spec.dilation)
+    g = F.conv_transpose2d(grad_output, weight, None, spec.stride, 0, 0, spec.groups,
+                           spec.dilation)
+    return F.pad(g, tuple(-p for p in _pads(spec))).contiguous()
+
+
+def conv2d_grad_weight(grad_output, x, spec):
+    c_out, c_in = grad_output.shape[1], x.shape[1]
+    size = (c_out, c_in // spec.groups) + tuple(spec.kernel_size)
+    padding = spec.padding
+    if not spec.symmetric:
+        x, padding = F.pad(x, _pads(spec)), (0, 0)
+    return torch.nn.grad.conv2d_weight(x, size, grad_output, spec.stride, padding,
+                                       spec.dilation, spec.groups)
+
+
+def bias_grad(grad_output):
+    return grad_output.sum(dim=(0, 2, 3))
+
+
+def max_pool2d(x, spec):
+    y, idx = F.max_pool2d(x, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
+                          spec.ceil_mode, return_indices=True)
+    return y.contiguous(), idx.contiguous()
+
+
+def max_pool2d_backward(grad_output, indices, spec):
+    n, c = grad_output.shape[:2]
+    h, w = spec.in_size
+    gx = grad_output.new_zeros((n * c, h * w))
+    gx.scatter_add_(1, indices.reshape(n * c, -1), grad_output.reshape(n * c, -1))
+    return gx.reshape(n, c, h, w)
+
+
+def avg_pool2d(x, spec):
+    return F.avg_pool2d(x, spec.kernel_size, spec.stride, spec.padding, spec.ceil_mode,
+                        spec.count_include_pad, spec.divisor_override)
+
+
+def avg_pool2d_backward(grad_output, spec):
+    # ATen's kernel reads only the shape of `self`, never its values.
+    shape = tuple(grad_output.shape[:2]) + tuple(spec.in_size)
+    return torch.ops.aten.avg_pool2d_backward(
+        grad_output, grad_output.new_empty(shape), list(spec.kernel_size), list(spec.stride),
+        list(spec.padding), spec.ceil_mode, spec.count_include_pad, spec.divisor_override)
