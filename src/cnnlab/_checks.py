@@ -333,8 +333,27 @@ def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
     if min(out) < 1:
         raise ArgumentError(f"Given input size: ({c}x{h}x{w}). Calculated output size: "
                             f"({c}x{out[0]}x{out[1]}). Output size is too small")
+    for axis, first in zip(("row", "column"), _first_taps((h, w), k, s, p, d, out)):
+        bad = [o for o, t in enumerate(first) if t >= (h, w)[axis == "column"]]
+        if bad:  # only possible with dilation: the taps jump over the whole input
+            raise ArgumentError(f"{op}: the pooling window of output {axis} {bad[0]} covers "
+                                f"no input element (kernel_size={k}, dilation={d}, "
+                                f"padding={p}); use less padding or dilation")
     return PoolSpec(k, s, p, d, bool(ceil_mode), (h, w), out, bool(count_include_pad),
                     None if divisor_override is None else int(divisor_override))
+
+
+def _first_taps(in_size, k, s, p, d, out):
+    """Per axis, the input row/column of each window's first in-bounds tap."""
+    return tuple([o * si - pi + -(min(o * si - pi, 0) // di) * di for o in range(oi)]
+                 for si, pi, di, oi in zip(s, p, d, out))
+
+
+def first_taps(spec: PoolSpec):
+    """([row per output row], [column per output column]) of each window's first tap inside
+    the input: where max pooling's search starts (and the index of an all -inf window)."""
+    return _first_taps(spec.in_size, spec.kernel_size, spec.stride, spec.padding,
+                       spec.dilation, spec.out_size)
 
 
 # --------------------------------------------------------------------------- public sizes

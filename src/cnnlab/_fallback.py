@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._checks import first_taps
+
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
 
@@ -95,39 +97,37 @@ def bias_grad(grad_output):
     return grad_output.sum(axis=(0, 2, 3))
 
 
-def _pool_windows(x, spec, fill):
-    return _windows(_padded(x, spec, fill), spec)
+def _taps(spec):
+    """For each kernel tap (i, j): its slice of the padded array, and the input row/column
+    it reads for every output position."""
+    (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, spec.padding
+    kh, kw = spec.kernel_size
+    ho, wo = spec.out_size
+    for i in range(kh):
+        for j in range(kw):
+            sl = (slice(None), slice(None), slice(i * dh, i * dh + (ho - 1) * sh + 1, sh),
+                  slice(j * dw, j * dw + (wo - 1) * sw + 1, sw))
+            yield i, j, sl
 
 
 def max_pool2d(x, spec):
-    n, c = x.shape[:2]
-    kh, kw = spec.kernel_size
+    """PyTorch's scan: taps in row-major order, take a tap when ``val > best or isnan(val)``,
+    starting from best = -inf at the window's first in-bounds tap."""
+    (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, spec.padding
     ho, wo = spec.out_size
     h, w = spec.in_size
-    win = _pool_windows(x, spec, -np.inf).reshape(n, c, ho, wo, kh * kw)
-    # The padded cells are -inf: a window of input -inf still reports an input position,
-    # so mask the padding out of the search with a sentinel below -inf (NaN-aware argmax).
-    ih = (np.arange(ho) * spec.stride[0] - spec.padding[0])[:, None] \
-        + np.arange(kh) * spec.dilation[0]                      # Ho,kH
-    iw = (np.arange(wo) * spec.stride[1] - spec.padding[1])[:, None] \
-        + np.arange(kw) * spec.dilation[1]                      # Wo,kW
-    inside = ((ih >= 0) & (ih < h))[:, None, :, None] & ((iw >= 0) & (iw < w))[None, :, None, :]
-    inside = inside.reshape(ho, wo, kh * kw)
-    # Rank of each tap in PyTorch's rule: NaN > everything, later NaN > earlier NaN;
-    # among numbers the larger wins, the earlier wins a tie. Outside taps never win.
-    isnan = np.isnan(win)
-    vals = np.where(isnan, -np.inf, win)
-    best = np.where(inside, vals, -np.inf).max(axis=-1, keepdims=True)
-    first_max = np.argmax(inside & (vals == best), axis=-1)
-    any_nan = isnan.any(axis=-1)
-    last_nan = kh * kw - 1 - np.argmax(isnan[..., ::-1], axis=-1)
-    tap = np.where(any_nan, last_nan, first_max)
-    y = np.take_along_axis(win, tap[..., None], axis=-1)[..., 0]
-    ti, tj = np.divmod(tap, kw)
-    rows = np.arange(ho)[:, None] * spec.stride[0] - spec.padding[0] + ti * spec.dilation[0]
-    cols = np.arange(wo)[None, :] * spec.stride[1] - spec.padding[1] + tj * spec.dilation[1]
-    idx = (rows * w + cols).astype(np.int64)
-    return np.ascontiguousarray(y), idx
+    xp = _padded(x, spec, -np.inf)
+    best = np.full(x.shape[:2] + (ho, wo), -np.inf, x.dtype)
+    rows, cols = (np.array(t) for t in first_taps(spec))
+    idx = np.broadcast_to(rows[:, None] * w + cols[None, :], best.shape).copy()
+    row0 = np.arange(ho) * sh - ph
+    col0 = np.arange(wo) * sw - pw
+    for i, j, sl in _taps(spec):
+        val = xp[sl]
+        take = (val > best) | np.isnan(val)
+        np.copyto(best, val, where=take)
+        np.copyto(idx, (row0 + i * dh)[:, None] * w + (col0 + j * dw)[None, :], where=take)
+    return best, idx.astype(np.int64, copy=False)
 
 
 def max_pool2d_backward(grad_output, indices, spec):
@@ -156,9 +156,12 @@ def _avg_divisor(spec, dtype):
 
 
 def avg_pool2d(x, spec):
-    win = _pool_windows(x, spec, 0.0)
-    y = win.sum(axis=(4, 5)) / _avg_divisor(spec, x.dtype)
-    return np.ascontiguousarray(y)
+    xp = _padded(x, spec)
+    total = np.zeros(x.shape[:2] + spec.out_size, x.dtype)
+    for _, _, sl in _taps(spec):
+        total += xp[sl]
+    total /= _avg_divisor(spec, x.dtype)
+    return total
 
 
 def avg_pool2d_backward(grad_output, spec):
@@ -180,8 +183,6 @@ def _col2im(cols, spec):
     hp = max((ho - 1) * sh + dh * (kh - 1) + 1, ph + h)
     wp = max((wo - 1) * sw + dw * (kw - 1) + 1, pw + w)
     gxp = np.zeros((n, c, hp, wp), cols.dtype)
-    for i in range(kh):                  # a loop over the kernel taps, not the pixels
-        for j in range(kw):
-            gxp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
-                j * dw:j * dw + (wo - 1) * sw + 1:sw] += cols[:, :, i, j]
+    for i, j, sl in _taps(spec):         # a loop over the kernel taps, not the pixels
+        gxp[sl] += cols[:, :, i, j]
     return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + w])

@@ -11,14 +11,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._checks import first_taps
+
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
 
 
 def _extent(spec):
     """Rows/columns of the padded input the windows span: (ho-1)*s + d*(k-1) + 1."""
+    dilation = getattr(spec, "dilation", (1, 1))
     return tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in
-                 zip(spec.out_size, spec.stride, spec.dilation, spec.kernel_size))
+                 zip(spec.out_size, spec.stride, dilation, spec.kernel_size))
 
 
 def _pads(spec):
@@ -63,8 +66,22 @@ def bias_grad(grad_output):
 
 
 def max_pool2d(x, spec):
-    y, idx = F.max_pool2d(x, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
-                          spec.ceil_mode, return_indices=True)
+    if all(p <= k // 2 for p, k in zip(spec.padding, spec.kernel_size)):
+        y, idx = F.max_pool2d(x, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
+                              spec.ceil_mode, return_indices=True)
+        return y.contiguous(), idx.contiguous()
+    # torch's indices path refuses padding over half the (undilated) kernel: pad with -inf
+    # ourselves, then map the indices back to the unpadded plane.
+    (h, w), pads = spec.in_size, _pads(spec)
+    xp = F.pad(x, pads, value=float("-inf"))
+    y, idx = F.max_pool2d(xp, spec.kernel_size, spec.stride, 0, spec.dilation, False,
+                          return_indices=True)
+    wp = xp.shape[-1]
+    idx = (idx // wp - pads[2]) * w + (idx % wp - pads[0])
+    # A window whose input cells are all -inf points at its first tap inside the input.
+    rows, cols = (torch.tensor(t, device=x.device) for t in first_taps(spec))
+    first = rows[:, None] * w + cols[None, :]
+    idx = torch.where(y == float("-inf"), first, idx)
     return y.contiguous(), idx.contiguous()
 
 
