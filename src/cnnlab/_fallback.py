@@ -19,8 +19,8 @@ dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
 Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
 NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
 
-Here the convolutions are im2col with ``sliding_window_view`` + ``tensordot``/``einsum``,
-and pooling works on the padded array's windows.
+Here the convolutions are im2col with ``sliding_window_view`` + ``matmul``/``einsum``, and
+pooling and col2im loop over the kernel taps, each a strided slice of all pixels at once.
 """
 from __future__ import annotations
 
@@ -61,11 +61,15 @@ def _grouped(a, groups):
 
 
 def conv2d(x, weight, bias, spec):
-    g = spec.groups
+    """im2col as a (G, N, K, H_out*W_out) copy, then one batched matmul per group."""
+    g, n = spec.groups, x.shape[0]
+    ho, wo = spec.out_size
+    k = weight[0].size                                           # C_in/G * kH * kW
     cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
-    wg = _grouped(weight[None], g)[0]                            # G,Og,Cg,kH,kW
-    y = np.einsum("ngchwij,gocij->ngohw", cols, wg, optimize=True)
-    y = np.ascontiguousarray(y.reshape(x.shape[0], weight.shape[0], *spec.out_size))
+    cols = cols.transpose(1, 0, 2, 5, 6, 3, 4).reshape(g, n, k, ho * wo)
+    wm = weight.reshape(g, 1, weight.shape[0] // g, k)           # G,1,Og,K
+    y = np.matmul(wm, cols)                                      # G,N,Og,Ho*Wo
+    y = np.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(n, weight.shape[0], ho, wo)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y
