@@ -138,7 +138,7 @@ def max_pool2d_backward(grad_output, indices, spec):
     n, c = grad_output.shape[:2]
     h, w = spec.in_size
     gx = np.zeros((n * c, h * w), grad_output.dtype)
-    flat = indices.reshape(n * c, -1) + (np.arange(n * c) * (h * w))[:, None]
+    flat = indices.reshape(n * c, -1 if n * c else 0) + (np.arange(n * c) * (h * w))[:, None]
     np.add.at(gx.reshape(-1), flat.reshape(-1), grad_output.reshape(-1))
     return gx.reshape(n, c, h, w)
 

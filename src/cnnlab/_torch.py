@@ -89,7 +89,8 @@ def max_pool2d_backward(grad_output, indices, spec):
     n, c = grad_output.shape[:2]
     h, w = spec.in_size
     gx = grad_output.new_zeros((n * c, h * w))
-    gx.scatter_add_(1, indices.reshape(n * c, -1), grad_output.reshape(n * c, -1))
+    m = grad_output[0, 0].numel() if n * c else 0
+    gx.scatter_add_(1, indices.reshape(n * c, m), grad_output.reshape(n * c, m))
     return gx.reshape(n, c, h, w)
 
 
