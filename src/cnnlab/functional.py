@@ -45,7 +45,10 @@ class _Call:
         a = np.ascontiguousarray(a)
         if self.kind == "numpy->torch":
             import torch
-            return torch.from_numpy(a if a.flags.writeable else a.copy())
+            # NumPy calls a size-1 axis with a negative stride contiguous; torch refuses it.
+            if not a.flags.writeable or min(a.strides, default=0) < 0:
+                a = a.copy()
+            return torch.from_numpy(a)
         return a
 
     def out(self, a, batched=True):
