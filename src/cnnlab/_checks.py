@@ -131,12 +131,20 @@ def dtype_name(a) -> str:
     return str(a.dtype).replace("torch.", "")
 
 
+def check_array(op: str, a, name: str = "input") -> None:
+    """A NumPy array or a torch tensor (anything with shape, ndim and dtype), else TypeError."""
+    if not all(hasattr(a, attr) for attr in ("shape", "ndim", "dtype")):
+        raise TypeError(f"{op}: expected {name} to be a NumPy array or a torch tensor, got "
+                        f"{type(a).__name__}")
+
+
 def check_floating(op: str, **arrays) -> None:
     """All given arrays are float32 or float64, and of one dtype (None entries are skipped)."""
     first = None
     for name, a in arrays.items():
         if a is None:
             continue
+        check_array(op, a, name)
         dt = dtype_name(a)
         if dt not in ("float32", "float64"):
             raise DtypeError(
@@ -151,6 +159,7 @@ def check_floating(op: str, **arrays) -> None:
 
 def check_rank(op: str, a, name: str = "input") -> bool:
     """3-D or 4-D; returns True when batched (4-D)."""
+    check_array(op, a, name)
     if a.ndim not in (3, 4):
         raise ArgumentError(f"Expected 3D (unbatched) or 4D (batched) {name} to {op}, "
                             f"but got {name} of size: {_size(a.shape)}")
@@ -186,7 +195,7 @@ def _conv_hparams(stride, padding, dilation, groups, kernel_size, transposed=Fal
     if min(s) <= 0:
         raise ArgumentError("non-positive stride is not supported")
     if min(d) <= 0:
-        raise ArgumentError("non-positive dilation is not supported")
+        raise ArgumentError(f"dilation should be greater than zero, but got {list(d)}")
     if groups <= 0:
         raise ArgumentError("non-positive groups is not supported")
     return s, p, d, int(groups)

@@ -1,0 +1,360 @@
+"""Every op, forward and backward, on every twin, against two independent oracles:
+the naive loops of ``cnnlab.reference`` and PyTorch (``torch.nn.functional`` + autograd,
+computed in float64). The cases cover the awkward corners: odd sizes, stride > kernel,
+dilation, groups (depthwise too), 'same' with even kernels, 'valid', ceil_mode,
+count_include_pad=False, divisor_override, output_padding, unbatched input, batch 0;
+then memory layouts (strided, reversed, Fortran, read-only) and NaN/Inf.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+import cnnlab
+from cnnlab import functional as F
+from cnnlab import reference as R
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # pragma: no cover - torch is in the test extra
+    torch = None
+
+
+# --------------------------------------------------------------------------- torch oracle
+
+
+def _t(a):
+    return None if a is None else torch.from_numpy(np.array(a, dtype=np.float64))
+
+
+def _grads(fn, grad_output, *inputs):
+    """Autograd in float64: the gradients of sum(fn(*inputs) * grad_output)."""
+    leaves = [None if a is None else _t(a).requires_grad_() for a in inputs]
+    out = fn(*leaves)
+    out = out[0] if isinstance(out, tuple) else out
+    out.backward(_t(grad_output))
+    return tuple(None if t is None else t.grad.numpy() for t in leaves)
+
+
+def _torch_oracle():
+    """``torch.nn.functional`` behind cnnlab.functional's signatures (float64, NumPy out)."""
+    ns = types.SimpleNamespace()
+    ns.conv2d = lambda x, w, b=None, **kw: TF.conv2d(_t(x), _t(w), _t(b), **kw).numpy()
+    ns.conv_transpose2d = lambda x, w, b=None, **kw: \
+        TF.conv_transpose2d(_t(x), _t(w), _t(b), **kw).numpy()
+
+    def conv2d_backward(g, x, w, **kw):
+        bias = np.zeros(w.shape[0])
+        return _grads(lambda x, w, b: TF.conv2d(x, w, b, **kw), g, x, w, bias)
+
+    def conv_transpose2d_backward(g, x, w, **kw):
+        bias = np.zeros(w.shape[1] * kw.get("groups", 1))
+        return _grads(lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw), g, x, w, bias)
+
+    def max_pool2d(x, *args, return_indices=False, **kw):
+        y, idx = TF.max_pool2d(_t(x), *args, return_indices=True, **kw)
+        return (y.numpy(), idx.numpy()) if return_indices else y.numpy()
+
+    def max_pool2d_backward(g, x, *args, indices=None, **kw):
+        return _grads(lambda x: TF.max_pool2d(x, *args, **kw), g, x)[0]
+
+    ns.conv2d_backward = conv2d_backward
+    ns.conv_transpose2d_backward = conv_transpose2d_backward
+    ns.max_pool2d = max_pool2d
+    ns.max_pool2d_backward = max_pool2d_backward
+    ns.avg_pool2d = lambda x, *args, **kw: TF.avg_pool2d(_t(x), *args, **kw).numpy()
+    ns.avg_pool2d_backward = lambda g, x, *args, **kw: \
+        _grads(lambda x: TF.avg_pool2d(x, *args, **kw), g, x)[0]
+    return ns
+
+
+ORACLES = [
+    pytest.param("reference", id="vs-reference"),
+    pytest.param("torch", id="vs-torch",
+                 marks=pytest.mark.skipif(torch is None, reason="torch not installed")),
+]
+
+
+@pytest.fixture(params=ORACLES)
+def oracle(request):
+    return R if request.param == "reference" else _torch_oracle()
+
+
+DTYPES = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
+
+
+def case(id, *shapes, **kwargs):
+    """A test case: operand shapes and keyword arguments of the op."""
+    return pytest.param(shapes, kwargs, id=id)
+
+
+def _bias(rng, shapes, n, dtype):
+    """A bias of n values, except for cases without one (every third, by input shape)."""
+    return None if sum(shapes[0]) % 3 == 0 else rng.standard_normal(n).astype(dtype)
+
+
+# --------------------------------------------------------------------------- conv2d
+
+CONV_CASES = [
+    # id, input shape, weight shape, keyword arguments
+    case("odd-pad1", (2, 3, 7, 5), (4, 3, 3, 3), padding=1),
+    case("stride>kernel", (2, 2, 9, 8), (3, 2, 2, 2), stride=3),
+    case("stride-pair", (1, 2, 8, 9), (2, 2, 3, 2), stride=(2, 3), padding=(1, 0)),
+    case("dilation", (1, 2, 9, 9), (2, 2, 3, 2), dilation=(2, 3), padding=(2, 1)),
+    case("groups", (2, 4, 6, 6), (6, 2, 3, 3), groups=2, stride=(2, 1), padding=1),
+    case("depthwise", (2, 3, 6, 5), (6, 1, 3, 3), groups=3, padding=1),
+    case("same-even", (1, 2, 6, 7), (3, 2, 4, 2), padding="same"),
+    case("same-even-dilated", (1, 2, 7, 6), (2, 2, 2, 4), padding="same", dilation=(3, 1)),
+    case("valid", (2, 2, 5, 6), (3, 2, 3, 2), padding="valid"),
+    case("1x1", (2, 3, 4, 5), (5, 3, 1, 1)),
+    case("kernel=input", (1, 2, 4, 4), (3, 2, 4, 4)),
+    case("unbatched", (3, 6, 5), (2, 3, 3, 3), padding=1),
+    case("batch0", (0, 3, 5, 5), (2, 3, 3, 3), padding=1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes, kw", CONV_CASES)
+def test_conv2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
+    x_shape, w_shape = shapes
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = _bias(rng, shapes, w_shape[0], dtype)
+    T = twin.to_twin
+
+    y = twin.to_numpy(F.conv2d(T(x), T(w), T(b), **kw))
+    assert_close(y, oracle.conv2d(x, w, b, **kw), dtype)
+
+    g = rng.standard_normal(y.shape).astype(dtype)
+    got = twin.to_numpy(F.conv2d_backward(T(g), T(x), T(w), **kw))
+    for a, e in zip(got, oracle.conv2d_backward(g, x, w, **kw)):
+        assert_close(a, e, dtype)
+
+
+# --------------------------------------------------------------------------- conv_transpose2d
+
+TRANSPOSE_CASES = [
+    case("stride2-outpad", (2, 4, 4, 5), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
+    case("groups-dilation", (1, 4, 3, 4), (4, 2, 2, 3), groups=2, dilation=(2, 1),
+         stride=(1, 3), output_padding=(1, 2)),
+    case("depthwise", (2, 3, 4, 4), (3, 1, 3, 3), groups=3, padding=1),
+    case("stride>kernel", (1, 2, 3, 3), (2, 2, 2, 2), stride=3),
+    case("pad-asym", (1, 2, 5, 4), (2, 3, 3, 2), padding=(2, 0), stride=(1, 2)),
+    case("unbatched", (2, 3, 4), (2, 3, 3, 3), stride=2, output_padding=1),
+    case("batch0", (0, 2, 3, 3), (2, 2, 3, 3), stride=2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes, kw", TRANSPOSE_CASES)
+def test_conv_transpose2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
+    x_shape, w_shape = shapes
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = _bias(rng, shapes, w_shape[1] * kw.get("groups", 1), dtype)
+    T = twin.to_twin
+
+    y = twin.to_numpy(F.conv_transpose2d(T(x), T(w), T(b), **kw))
+    assert_close(y, oracle.conv_transpose2d(x, w, b, **kw), dtype)
+
+    g = rng.standard_normal(y.shape).astype(dtype)
+    got = twin.to_numpy(F.conv_transpose2d_backward(T(g), T(x), T(w), **kw))
+    for a, e in zip(got, oracle.conv_transpose2d_backward(g, x, w, **kw)):
+        assert_close(a, e, dtype)
+
+
+# --------------------------------------------------------------------------- pooling
+
+MAX_POOL_CASES = [
+    case("k2", (2, 3, 6, 6), kernel_size=2),
+    case("k3-s2-p1-ceil", (1, 2, 7, 8), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    case("ceil-last-window-dropped", (1, 1, 5, 5), kernel_size=2, stride=2, padding=1,
+         ceil_mode=True),
+    case("stride>kernel", (2, 2, 7, 8), kernel_size=2, stride=3),
+    case("dilation", (1, 2, 7, 6), kernel_size=(2, 3), dilation=(2, 1), padding=(1, 1)),
+    case("rect-stride", (1, 2, 5, 9), kernel_size=(3, 2), stride=(1, 2)),
+    case("stride-empty", (1, 2, 6, 6), kernel_size=3, stride=[]),
+    case("unbatched", (3, 6, 5), kernel_size=2, stride=1),
+    case("batch0", (0, 2, 4, 4), kernel_size=2),
+]
+
+AVG_POOL_CASES = MAX_POOL_CASES[:4] + [
+    case("no-count-pad", (2, 2, 7, 6), kernel_size=3, stride=2, padding=1,
+         count_include_pad=False),
+    case("ceil-no-count-pad", (1, 2, 6, 7), kernel_size=3, stride=2, padding=1,
+         ceil_mode=True, count_include_pad=False),
+    case("ceil-window-past-pad", (1, 2, 6, 6), kernel_size=3, stride=2, padding=1,
+         ceil_mode=True),
+    case("divisor-override", (1, 2, 6, 5), kernel_size=(2, 3), stride=(3, 1), padding=1,
+         divisor_override=5),
+    case("divisor-negative", (1, 1, 4, 4), kernel_size=2, divisor_override=-3),
+    case("unbatched", (3, 6, 5), kernel_size=2, stride=1),
+    case("batch0", (0, 2, 4, 4), kernel_size=2),
+]
+
+
+def _distinct(rng, shape, dtype):
+    """Values with no ties (max pooling's gradient is ambiguous on ties)."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n).reshape(shape) / max(n, 1) - 0.5).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes, kw", MAX_POOL_CASES)
+def test_max_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
+    x = _distinct(rng, shapes[0], dtype)
+    T = twin.to_twin
+    y, idx = twin.to_numpy(F.max_pool2d(T(x), return_indices=True, **kw))
+    y_exp, idx_exp = oracle.max_pool2d(x, return_indices=True, **kw)
+    assert_close(y, y_exp, dtype)
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(idx, idx_exp)
+    assert_close(twin.to_numpy(F.max_pool2d(T(x), **kw)), y_exp, dtype)
+
+    g = rng.standard_normal(y.shape).astype(dtype)
+    expected = oracle.max_pool2d_backward(g, x, **kw)
+    assert_close(twin.to_numpy(F.max_pool2d_backward(T(g), T(x), **kw)), expected, dtype)
+    with_idx = F.max_pool2d_backward(T(g), T(x), indices=T(idx_exp), **kw)
+    assert_close(twin.to_numpy(with_idx), expected, dtype)
+
+
+def test_max_pool2d_ties_go_to_first_maximum(twin, oracle, assert_close):
+    """Constant windows: the first position (row-major) wins, as in torch."""
+    x = np.ones((1, 1, 4, 6))
+    x[0, 0, 2:, 3:] = 2.0
+    T = twin.to_twin
+    kw = dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1))
+    y, idx = twin.to_numpy(F.max_pool2d(T(x), return_indices=True, **kw))
+    np.testing.assert_array_equal(idx, oracle.max_pool2d(x, return_indices=True, **kw)[1])
+    g = np.arange(1.0, 1 + y.size).reshape(y.shape)
+    assert_close(twin.to_numpy(F.max_pool2d_backward(T(g), T(x), **kw)),
+                 oracle.max_pool2d_backward(g, x, **kw))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes, kw", AVG_POOL_CASES)
+def test_avg_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
+    x = rng.standard_normal(shapes[0]).astype(dtype)
+    T = twin.to_twin
+    y = twin.to_numpy(F.avg_pool2d(T(x), **kw))
+    assert_close(y, oracle.avg_pool2d(x, **kw), dtype)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    assert_close(twin.to_numpy(F.avg_pool2d_backward(T(g), T(x), **kw)),
+                 oracle.avg_pool2d_backward(g, x, **kw), dtype)
+
+
+# --------------------------------------------------------------------------- memory layouts
+
+
+def _layout(a, kind):
+    """The same values as ``a`` in another memory layout (a view where possible)."""
+    if kind == "strided":           # every other row/column of a bigger buffer
+        big = np.full(a.shape[:-2] + (2 * a.shape[-2], 2 * a.shape[-1]), np.nan, a.dtype)
+        big[..., ::2, ::2] = a
+        out = big[..., ::2, ::2]
+    elif kind == "reversed":        # negative strides
+        out = np.ascontiguousarray(a[..., ::-1, ::-1])[..., ::-1, ::-1]
+    elif kind == "fortran":
+        out = np.asfortranarray(a)
+    elif kind == "readonly":
+        out = a.copy()
+        out.flags.writeable = False
+    else:
+        raise AssertionError(kind)
+    np.testing.assert_array_equal(out, a)
+    return out
+
+
+LAYOUTS = ["strided", "reversed", "fortran", "readonly"]
+
+
+def _all_ops(api, x, w, wt, g_conv, g_tconv, g_max, g_avg):
+    """Every op of ``api`` (cnnlab.functional or cnnlab.reference) on these operands."""
+    return [api.conv2d(x, w, None, padding=1, groups=2),
+            *api.conv2d_backward(g_conv, x, w, padding=1, groups=2),
+            api.conv_transpose2d(x, wt, None, stride=2, groups=2),
+            *api.conv_transpose2d_backward(g_tconv, x, wt, stride=2, groups=2),
+            *api.max_pool2d(x, 2, return_indices=True),
+            api.max_pool2d_backward(g_max, x, 2),
+            api.avg_pool2d(x, 2, padding=1, count_include_pad=False),
+            api.avg_pool2d_backward(g_avg, x, 2, padding=1, count_include_pad=False)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts(twin, assert_close, rng, layout):
+    """Strided views, negative strides, Fortran order and read-only arrays work, and the
+    operands are left untouched."""
+    ops = [_distinct(rng, (2, 4, 6, 6), np.float64),      # x
+           rng.standard_normal((6, 2, 3, 3)),              # conv weight, groups=2
+           rng.standard_normal((4, 2, 2, 2)),              # transposed conv weight
+           rng.standard_normal((2, 6, 6, 6)),              # grad of conv2d
+           rng.standard_normal((2, 4, 12, 12)),            # grad of conv_transpose2d
+           rng.standard_normal((2, 4, 3, 3)),              # grad of max_pool2d
+           rng.standard_normal((2, 4, 4, 4))]              # grad of avg_pool2d
+    expected = _all_ops(R, *ops)
+    moved = [_layout(a, layout) for a in ops]
+    got = twin.to_numpy(tuple(_all_ops(F, *[twin.to_twin(a) for a in moved])))
+    assert len(got) == len(expected)
+    for a, e in zip(got, expected):
+        if e.dtype == np.int64:
+            np.testing.assert_array_equal(a, e)
+        else:
+            assert_close(a, e)
+    for a, original in zip(moved, ops):
+        np.testing.assert_array_equal(a, original)
+
+
+# --------------------------------------------------------------------------- NaN and Inf
+
+
+def test_max_pool2d_nan_and_inf(twin, oracle, assert_close):
+    """A NaN wins its window (the last NaN if several); -inf windows report their first
+    position; +inf is an ordinary maximum."""
+    x = np.arange(48, dtype=np.float64).reshape(1, 3, 4, 4) % 7
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, 1, 0] = np.nan                    # two NaNs in one window: the last wins
+    x[0, 1, :2, :2] = -np.inf                 # a window of -inf only
+    x[0, 2, 3, 3] = np.inf
+    T = twin.to_twin
+    kw = dict(kernel_size=2, stride=2)
+    y, idx = twin.to_numpy(F.max_pool2d(T(x), return_indices=True, **kw))
+    y_exp, idx_exp = oracle.max_pool2d(x, return_indices=True, **kw)
+    assert_close(y, y_exp)
+    np.testing.assert_array_equal(idx, idx_exp)
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 4
+    g = np.arange(1.0, 1 + y.size).reshape(y.shape)
+    assert_close(twin.to_numpy(F.max_pool2d_backward(T(g), T(x), **kw)),
+                 oracle.max_pool2d_backward(g, x, **kw))
+
+
+def test_nan_propagates_through_conv_and_avg_pool(twin, oracle):
+    x = np.ones((1, 2, 6, 6))
+    x[0, 0, 2, 3] = np.nan
+    x[0, 1, 5, 0] = np.inf
+    w = np.ones((2, 2, 3, 3))
+    T = twin.to_twin
+    for got, exp in [(F.conv2d(T(x), T(w), padding=1), oracle.conv2d(x, w, padding=1)),
+                     (F.avg_pool2d(T(x), 2), oracle.avg_pool2d(x, 2))]:
+        got = twin.to_numpy(got)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(exp))
+
+
+# --------------------------------------------------------------------------- output sizes
+
+
+@pytest.mark.skipif(torch is None, reason="torch not installed")
+@pytest.mark.parametrize("size, k, s, p, d", [(28, 3, 1, 1, 1), (7, 2, 3, 0, 1),
+                                              (9, (3, 2), (2, 1), (1, 0), (2, 3))])
+def test_output_shape_helpers_match_torch(size, k, s, p, d):
+    x = torch.zeros(1, 1, size, size)
+    w = torch.zeros((1, 1) + ((k, k) if isinstance(k, int) else k))
+    assert cnnlab.conv2d_output_shape(size, k, s, p, d) == \
+        tuple(TF.conv2d(x, w, stride=s, padding=p, dilation=d).shape[2:])
+    assert cnnlab.pool2d_output_shape(size, k, s, p, d, True) == \
+        tuple(TF.max_pool2d(x, k, s, p, d, ceil_mode=True).shape[2:])
+    assert cnnlab.conv_transpose2d_output_shape(size, k, s, p, 0, d) == \
+        tuple(TF.conv_transpose2d(x, w, stride=s, padding=p, dilation=d).shape[2:])
