@@ -1,0 +1,223 @@
+"""``python -m cnnlab.show``: pictures of what a trained CNN sees.
+
+    python -m cnnlab.show --checkpoint runs/checkpoint.npz --out pictures/
+    python -m cnnlab.show --checkpoint runs/checkpoint.npz --image cat.png --out pictures/
+
+How the pieces fit::
+
+    checkpoint.load(FILE)            the network (eval mode), class names, image format
+    filters.png                      first Conv2d's weights (C_out, C_in, kH, kW), one tile
+                                     per filter (gray for 1 input channel, colour for 3)
+    data.load_image(IMG, ...)        the image, normalised as in training -> (C, S, S)
+    feature_maps(model, image)       the activations after each conv block (the last 4-D
+                                     output before the next Conv2d or the classifier)
+    feature_maps_<k>.png             one tile per channel of block k
+    probabilities.png                the image and a bar per class (predict.predict_proba)
+
+Every figure is a fixed grid of ``TILE``-inch tiles at ``DPI`` dots per inch, so a PNG's
+size follows from the number of tiles (16 filters: a 4 x 4 grid, 400 x 450 pixels).
+matplotlib is the optional extra ``plot``; without it the command exits with one line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+
+from . import _array as A
+from . import checkpoint, data, predict
+from ._checks import ArgumentError
+from .layers import Conv2d
+
+__all__ = ["main", "build_parser", "first_conv", "feature_maps", "grid_shape",
+           "filters_figure", "maps_figure", "probabilities_figure", "save_pictures"]
+
+PROG = "python -m cnnlab.show"
+DPI = 100
+TILE = 1.0      # inches per tile
+TITLE = 0.5     # inches above the tiles for the title
+NO_MATPLOTLIB = (f"{PROG}: matplotlib is not installed; install the plot extra: "
+                 "pip install 'cnnlab[plot]'")
+
+
+# --------------------------------------------------------------------------- the numbers
+
+
+def first_conv(model) -> Conv2d:
+    """The first Conv2d layer of ``model`` (a Sequential)."""
+    for _, layer in model.named_layers():
+        if isinstance(layer, Conv2d):
+            return layer
+    raise ArgumentError("the model has no Conv2d layer: there are no filters to show")
+
+
+def feature_maps(model, image) -> list:
+    """Activations of one image after each conv block, as NumPy (C_k, H_k, W_k) arrays.
+
+    image (C, S, S) as ``data.load_image`` returns it. A block starts at a Conv2d and ends
+    with the last layer whose output is still 4-D before the next Conv2d or the classifier
+    (so for Conv, ReLU, MaxPool: after the pooling).
+    """
+    x = image[None]
+    maps, current, seen_conv = [], None, False
+    for layer in model.layers:
+        if isinstance(layer, Conv2d):
+            if current is not None:
+                maps.append(current)
+            current, seen_conv = None, True
+        x = layer.forward(x)
+        if seen_conv and x.ndim == 4:
+            current = x
+        elif current is not None:
+            maps.append(current)
+            current = None
+    if current is not None:
+        maps.append(current)
+    return [A.to_numpy(m)[0] for m in maps]
+
+
+def grid_shape(n: int):
+    """(rows, columns) of a near-square grid for n tiles: columns = ceil(sqrt(n))."""
+    cols = max(1, math.ceil(math.sqrt(n)))
+    return -(-n // cols), cols
+
+
+def _unit(a):
+    """a scaled to [0, 1] (a constant array -> 0.5)."""
+    lo, hi = float(a.min()), float(a.max())
+    return np.full(a.shape, 0.5) if hi == lo else (a - lo) / (hi - lo)
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+def _figure(rows, cols, title, width=None):
+    """A matplotlib Figure of rows x cols tiles (no pyplot, no global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    w = TILE * cols if width is None else width
+    fig = Figure(figsize=(w, TILE * rows + TITLE), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=9)
+    top = TILE * rows / (TILE * rows + TITLE)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=top - 0.01, wspace=0.1,
+                        hspace=0.1)
+    return fig
+
+
+def _tiles(fig, rows, cols, pictures, cmap):
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if k < len(pictures):
+            ax.imshow(pictures[k], cmap=cmap, interpolation="nearest")
+
+
+def filters_figure(weight, title="first layer filters"):
+    """weight (C_out, C_in, kH, kW) -> a Figure with one tile per filter, each scaled to its
+    own [min, max]; C_in = 3 is shown in colour, otherwise the mean over input channels."""
+    w = np.asarray(weight, dtype=np.float64)
+    if w.ndim != 4:
+        raise ArgumentError(f"expected a weight of shape (C_out, C_in, kH, kW), got {w.shape}")
+    if w.shape[1] == 3:
+        pictures = [_unit(f).transpose(1, 2, 0) for f in w]
+    else:
+        pictures = [_unit(f.mean(axis=0)) for f in w]
+    rows, cols = grid_shape(len(pictures))
+    fig = _figure(rows, cols, f"{title}: {w.shape[0]} x {w.shape[2]}x{w.shape[3]}")
+    _tiles(fig, rows, cols, pictures, "gray")
+    return fig
+
+
+def maps_figure(maps, title):
+    """maps (C, H, W) -> a Figure with one tile per channel (viridis, each autoscaled)."""
+    rows, cols = grid_shape(len(maps))
+    fig = _figure(rows, cols, title)
+    _tiles(fig, rows, cols, list(maps), "viridis")
+    return fig
+
+
+def probabilities_figure(image, probabilities, class_names):
+    """The input image (C, S, S) beside a bar chart of the class probabilities: a Figure of
+    3 x 3 tiles' height and 6 tiles' width."""
+    fig = _figure(3, 6, "prediction: " + class_names[int(np.argmax(probabilities))])
+    ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    img = np.asarray(image, dtype=np.float64)
+    ax_img.imshow(img.transpose(1, 2, 0) if img.shape[0] == 3 else img[0], cmap="gray",
+                  vmin=0.0, vmax=1.0)
+    ax_img.set_axis_off()
+    ax_bar.bar(range(len(class_names)), probabilities, color="tab:blue")
+    ax_bar.set_xticks(range(len(class_names)), class_names, fontsize=8)
+    ax_bar.set_ylim(0, 1.12)
+    ax_bar.set_yticks([0, 0.25, 0.5, 0.75, 1])
+    ax_bar.set_ylabel("probability", fontsize=8)
+    ax_bar.tick_params(labelsize=8)
+    for k, p in enumerate(probabilities):
+        ax_bar.text(k, float(p) + 0.02, f"{p:.2f}", ha="center", fontsize=8)
+    fig.subplots_adjust(left=0.05, right=0.97, bottom=0.12, wspace=0.35)
+    return fig
+
+
+def _save(fig, path) -> str:
+    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    return path
+
+
+def save_pictures(checkpoint_path, out, image=None) -> list:
+    """Write filters.png, and for an image feature_maps_<k>.png and probabilities.png, into
+    the folder ``out`` (created). Returns the paths written."""
+    ckpt = checkpoint.load(checkpoint_path)
+    model = ckpt["model"]
+    os.makedirs(out, exist_ok=True)
+    written = [_save(filters_figure(first_conv(model).weight), os.path.join(out, "filters.png"))]
+    if image is None:
+        return written
+    x = data.load_image(image, ckpt["image_size"], ckpt["channels"]).astype(ckpt["dtype"])
+    for k, maps in enumerate(feature_maps(model, x), start=1):
+        title = f"after conv block {k}: {maps.shape[0]} maps of {maps.shape[1]}x{maps.shape[2]}"
+        written.append(_save(maps_figure(maps, title),
+                             os.path.join(out, f"feature_maps_{k}.png")))
+    probs = predict.predict_proba(model, x[None])[0]
+    written.append(_save(probabilities_figure(x, probs, ckpt["class_names"]),
+                         os.path.join(out, "probabilities.png")))
+    return written
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=(
+        "Draw what a trained cnnlab network sees: its first layer's filters and, for an "
+        "image, the feature maps after each conv block and the class probabilities."))
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="a checkpoint.npz written by python -m cnnlab.train")
+    p.add_argument("--image", metavar="IMG", help="an image file to run through the network")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the command; returns the exit status (errors: one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(NO_MATPLOTLIB, file=sys.stderr)
+        return 1
+    try:
+        written = save_pictures(args.checkpoint, args.out, args.image)
+    except (ValueError, OSError) as e:      # CheckpointError, DataError, ArgumentError
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
