@@ -12,12 +12,13 @@ from ._checks import (ArgumentError, DtypeError, conv2d_output_shape,
                       conv_transpose2d_output_shape, pool2d_output_shape)
 from ._dispatch import backends, get_backend, set_backend, use_backend
 from ._parallel import get_num_threads, openmp_enabled, set_num_threads
-from . import functional
+from . import functional, layers, models, optim
+from .summary import summary
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArgumentError", "DtypeError", "functional",
+    "ArgumentError", "DtypeError", "functional", "layers", "models", "optim", "summary",
     "backends", "get_backend", "set_backend", "use_backend",
     "get_num_threads", "set_num_threads", "openmp_enabled",
     "conv2d_output_shape", "conv_transpose2d_output_shape", "pool2d_output_shape",

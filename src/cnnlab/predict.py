@@ -1,0 +1,99 @@
+"""``python -m cnnlab.predict --checkpoint FILE IMAGE...``: class probabilities per image.
+
+Each image is read with :func:`cnnlab.data.load_image` at the checkpoint's size and
+channels (the training data's normalisation), the model's logits go through a softmax, and
+one line per image gives the predicted class and every class's probability. An unreadable
+image gets an error line on stderr; the others are still classified (exit status 1).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+import numpy as np
+
+from . import _array as A
+from . import checkpoint, data
+from ._dispatch import backends, use_backend
+from .layers import softmax
+
+__all__ = ["predict_proba", "main"]
+
+PROG = "python -m cnnlab.predict"
+BATCH = 256
+
+
+def predict_proba(model, images, batch_size: int = BATCH) -> np.ndarray:
+    """Softmax probabilities (N, K) as NumPy for float images (N, C, S, S), NumPy or torch
+    (on the model's device), in batches, in eval mode."""
+    model.eval()
+    out = []
+    for b in range(0, len(images), batch_size):
+        out.append(A.to_numpy(softmax(model.forward(images[b:b + batch_size]))))
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Print each image's class probabilities under a "
+                "checkpoint written by python -m cnnlab.train.")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint.npz")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--backend", choices=("cython", "numpy", "torch"),
+                   help="kernels (default: cython where compiled, else numpy)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="torch device (implies torch)")
+    return p
+
+
+def _run(args) -> int:
+    ckpt = checkpoint.load(args.checkpoint)
+    backend = args.backend or ("torch" if args.device else None)
+    if args.device and backend != "torch":
+        raise ValueError(f"--device needs --backend torch, not {backend}")
+    if backend is not None and backend not in backends():
+        raise ValueError(f"backend {backend!r} is not available; available: "
+                         f"{', '.join(backends())}")
+    images, paths, status = [], [], 0
+    for path in args.images:
+        try:
+            images.append(data.load_image(path, ckpt["image_size"], ckpt["channels"]))
+            paths.append(path)
+        except data.DataError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            status = 1
+    if not images:
+        return 1
+    x = np.stack(images).astype(ckpt["dtype"])
+    model = ckpt["model"]
+    if backend == "torch":
+        device = args.device or "cpu"
+        model.to(device)
+        x = A.convert(x, device)
+    with (use_backend(backend) if backend else contextlib.nullcontext()):
+        probs = predict_proba(model, x)
+    names = ckpt["class_names"]
+    width = max(len(p) for p in paths)
+    for path, p in zip(paths, probs):
+        best = int(np.argmax(p))
+        detail = "  ".join(f"{n} {v:.4f}" for n, v in zip(names, p))
+        print(f"{path:<{width}}  {names[best]:>{max(map(len, names))}} {100 * p[best]:5.1f}%"
+              f"   ({detail})")
+    return status
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, OSError, RuntimeError, ImportError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
