@@ -64,7 +64,7 @@ def conv2d(x, weight, bias, spec):
     """im2col as a (G, N, K, H_out*W_out) copy, then one batched matmul per group."""
     g, n = spec.groups, x.shape[0]
     ho, wo = spec.out_size
-    k = weight[0].size                                           # C_in/G * kH * kW
+    k = weight.shape[1] * weight.shape[2] * weight.shape[3]       # C_in/G * kH * kW
     cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
     cols = cols.transpose(1, 0, 2, 5, 6, 3, 4).reshape(g, n, k, ho * wo)
     wm = weight.reshape(g, 1, weight.shape[0] // g, k)           # G,1,Og,K

@@ -40,9 +40,9 @@ __all__ = ["main", "build_parser", "confusion_matrix", "plot_curves", "TrainingS
 
 PROG = "python -m cnnlab.train"
 EVAL_BATCH = 256
-DEFAULTS = dict(data=None, arch="lab", epochs=15, batch_size=32, lr=1e-3, optimizer="adam",
+DEFAULTS = dict(data=None, arch="lab", epochs=25, batch_size=32, lr=1e-3, optimizer="adam",
                 momentum=0.9, weight_decay=0.0, image_size=28, channels=1, dtype="float32",
-                seed=1, test_fraction=0.2, limit=None, augment="flip", schedule="cosine")
+                seed=0, test_fraction=0.2, limit=None, augment="flip", schedule="cosine")
 # Settings that define a run; a resumed run keeps the checkpoint's.
 RUN_KEYS = tuple(DEFAULTS)
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=(
         "Train a CNN classifier with cnnlab. With no argument: the 'lab' network on the "
         "bundled cats-vs-dogs silhouettes (28x28, 1 channel), a seeded 80/20 split, Adam "
-        "1e-3 decayed by a cosine schedule, batch 32, random left-right flips, 15 epochs."),
+        "1e-3 decayed by a cosine schedule, batch 32, random left-right flips, 25 epochs."),
         epilog="A resumed run (--resume) keeps the settings stored in its checkpoint; "
                "--epochs is then the total to reach.")
     # Defaults are None here and filled in later, so a resumed run can tell what was given.

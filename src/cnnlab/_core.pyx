@@ -1,0 +1,1156 @@
+# Design note: the compiled twin of the kernel contract (see _fallback.py's docstring).
+#
+# Each ``def`` unpacks a checked spec into a C struct (Conv, Pool), allocates the result
+# with NumPy and hands raw pointers to a ``nogil`` fused-type (float/double) kernel.
+# Convolutions are im2col + BLAS GEMM (scipy.linalg.cython_blas; row-major by swapping A
+# and B, ``_gemm``), cut into work items run by an OpenMP ``prange``, each thread with its
+# own column buffer; BLAS is held to one thread meanwhile (``_OneBlasThread``). forward:
+# items (image, group, tile of output rows), tiles sized by ``_tiles_*``. grad_input:
+# GEMM then col2im per (image, group, block of channels). grad_weight: each thread adds
+# into its own partial weight, the partials summed in thread order (deterministic for a
+# thread count). 1x1 stride-1 unpadded convolutions skip im2col; stride-1 'same'-width
+# ones copy whole shifted planes (``_flat``). Pooling: direct loops over the N*C planes;
+# windows wholly inside a row go tap by tap in vectorisable loops over the columns (2x2
+# stride 2 fused into one loop), border windows one by one. OpenMP: ``#ifdef`` shim below.
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset, memcpy
+from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+from cnnlab._parallel import get_num_threads as _num_threads
+
+__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "openmp_enabled"]
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define CNNLAB_OPENMP 1
+    #else
+    #define CNNLAB_OPENMP 0
+    #endif
+    """
+    const int CNNLAB_OPENMP
+
+
+def openmp_enabled():
+    """True when this extension was compiled with OpenMP (else every loop is serial)."""
+    return bool(CNNLAB_OPENMP)
+
+
+# --------------------------------------------------------------------------- BLAS
+
+class _OneBlasThread:
+    """Context manager: BLAS runs on one thread while any kernel of this module runs.
+
+    The GEMMs inside our OpenMP loops must not start BLAS threads of their own. BLAS
+    thread counts are process-wide, so a counter makes overlapping kernels from several
+    Python threads set the limit once and restore the user's setting when the last one
+    leaves (whichever thread that is: threadpoolctl >= 3.6 lets only its "controlling
+    thread" set OpenBLAS's pthreads pool, so control is handed back after each change).
+    threadpoolctl finds the libraries once (scipy's BLAS is loaded by then: this module
+    cimports it); each call then costs a few ctypes calls, not the ~25 us of
+    ``ThreadpoolController.limit``.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = ()
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                saved = []
+                for lib in _blas_libraries():
+                    n = lib.get_num_threads()
+                    if n is not None and n != 1:
+                        _set_blas_threads(lib, 1)
+                        saved.append((lib, n))
+                self._saved = saved
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, n in self._saved:
+                    _set_blas_threads(lib, n)
+                self._saved = ()
+        return False
+
+    def _after_fork_in_child(self):
+        """A fork while another thread ran a kernel: the child runs none, so it gives the
+        BLAS libraries their saved thread counts back and starts from a fresh lock."""
+        self._lock = threading.Lock()
+        if self._depth:
+            for lib, n in self._saved:
+                _set_blas_threads(lib, n)
+        self._depth = 0
+        self._saved = ()
+
+
+def _set_blas_threads(lib, n):
+    """Set a BLAS library's pool size, then give up threadpoolctl's OpenBLAS control
+    so that the thread which restores it later may be another one."""
+    lib.set_num_threads(n)
+    clear = getattr(lib, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()
+
+
+_one_blas_thread = _OneBlasThread()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_blas_thread._after_fork_in_child)
+_blas = None
+_small_kernels = None
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded, found on first use (~20 ms)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _blas
+
+
+cdef bint _blas_small_kernels() noexcept:
+    """True when BLAS is OpenBLAS running its SkylakeX-class kernels, which have the small
+    matrix path (see _tiles_forward)."""
+    global _small_kernels
+    if _small_kernels is None:
+        try:
+            _small_kernels = any(
+                getattr(lib, "internal_api", None) == "openblas"
+                and str(getattr(lib, "architecture", "")).lower() in (
+                    "skylakex", "cooperlake", "sapphirerapids")
+                for lib in _blas_libraries())
+        except Exception:  # pragma: no cover - threadpoolctl is a dependency
+            _small_kernels = False
+    return _small_kernels
+
+
+cdef inline void _gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C; op(A) is m x k, op(B) k x n.
+
+    Column-major BLAS sees a row-major matrix as its transpose, so it computes
+    C^T = op(B)^T op(A)^T: the operands are swapped (scikit-learn's _cython_blas trick).
+    """
+    cdef char transa = b'T' if ta else b'N'
+    cdef char transb = b'T' if tb else b'N'
+    cdef int i, j
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:                       # BLAS refuses lda = 0; the product is empty
+        for i in range(m):
+            for j in range(n):
+                c[<Py_ssize_t> i * ldc + j] = 0 if beta == 0 else beta * c[<Py_ssize_t> i * ldc + j]
+        return
+    if floating is float:
+        sgemm(&transb, &transa, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&transb, &transa, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
+              &beta, c, &ldc)
+
+
+# --------------------------------------------------------------------------- convolution
+
+cdef struct Conv:
+    int n, c_in, h, w, c_out, groups, cg, og, kh, kw
+    int sh, sw, ph, pw, dh, dw, ho, wo
+    int k                # rows of the column matrix: cg * kh * kw
+    int rows             # output rows per tile
+    int tiles            # tiles per image
+    bint direct          # 1x1, stride 1, no padding: the input is its own column matrix
+
+
+cdef Conv _conv_geometry(tuple shape, int c_out, spec):
+    cdef Conv p
+    p.n, p.c_in, p.h, p.w = shape
+    p.c_out = c_out
+    p.sh, p.sw = spec.stride
+    p.ph, p.pw = spec.padding
+    p.dh, p.dw = spec.dilation
+    p.kh, p.kw = spec.kernel_size
+    p.ho, p.wo = spec.out_size
+    p.groups = spec.groups
+    p.cg = p.c_in // p.groups
+    p.og = p.c_out // p.groups
+    p.k = p.cg * p.kh * p.kw
+    p.direct = (p.kh == 1 and p.kw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0
+                and p.pw == 0 and p.ho == p.h and p.wo == p.w)
+    p.rows = p.ho
+    p.tiles = 1
+    return p
+
+
+# Tiles of output rows, one policy per kernel, measured on the lab layers (float32,
+# OpenBLAS's SkylakeX kernels): about 256 output pixels per tile, except where that would
+# miss OpenBLAS's "small matrix" kernels. Those multiply m*n*k <= 1e6 without packing the
+# operands (not for a transposed A) and win the forward GEMM, best at m a multiple of 32.
+cdef Py_ssize_t _SMALL_GEMM = 1000000
+
+
+# GEMMs below this many multiply-adds run on one thread in any BLAS we know (OpenBLAS
+# threads from 65536*4): calls made only of such GEMMs skip _OneBlasThread's ~10 us.
+cdef Py_ssize_t _TINY_GEMM = 32768
+_unguarded = contextlib.nullcontext()
+
+
+cdef object _blas_guard(const Conv* p):
+    """The context to run a convolution kernel in: BLAS held to one thread, unless all of
+    its GEMMs (at most og x k x one tile) are tiny."""
+    if <Py_ssize_t> p.og * p.k * p.rows * p.wo < _TINY_GEMM:
+        return _unguarded
+    return _one_blas_thread
+
+
+cdef void _set_tiles(Conv* p, Py_ssize_t rows) noexcept:
+    """Balanced tiles of at most ``rows`` output rows."""
+    rows = max(1, min(rows, p.ho))
+    p.tiles = <int> ((p.ho + rows - 1) // rows)
+    p.rows = (p.ho + p.tiles - 1) // p.tiles
+    p.tiles = (p.ho + p.rows - 1) // p.rows
+
+
+cdef inline Py_ssize_t _rows_for(const Conv* p, Py_ssize_t columns) noexcept:
+    return (columns + p.wo - 1) // max(1, p.wo)
+
+
+cdef void _tiles_forward(Conv* p) noexcept:
+    cdef Py_ssize_t rows = _rows_for(p, 256), small, r
+    if not _blas_small_kernels():
+        rows = max(rows, 65536 // max(1, <Py_ssize_t> p.k * p.wo))   # 256 KB of float32
+    else:
+        small = _SMALL_GEMM // max(1, <Py_ssize_t> p.og * p.k * p.wo)
+        if 0 < small < rows:
+            rows = small                    # the most rows that stay small, and of those
+            for r in range(small, 0, -1):   # the most whose columns are a multiple of 32
+                if (r * p.wo) % 32 == 0:
+                    rows = r
+                    break
+    _set_tiles(p, rows)
+
+
+cdef void _tiles_grad_input(Conv* p) noexcept:
+    cdef Py_ssize_t rows = _rows_for(p, 256), small = 0
+    if _blas_small_kernels():
+        small = _SMALL_GEMM // max(1, <Py_ssize_t> p.og * p.k * p.wo)
+    if 4 <= small < rows:
+        rows = small
+    _set_tiles(p, rows)
+
+
+cdef void _tiles_grad_weight(Conv* p) noexcept:
+    # Long GEMMs along the reduced dimension: up to 1024 columns and 1 MB of float32.
+    cdef Py_ssize_t per_row = max(1, <Py_ssize_t> p.k * p.wo)
+    _set_tiles(p, min(262144 // per_row, _rows_for(p, 1024)))
+
+
+cdef inline void _col_span(const Conv* p, int j, int* lo, int* hi) noexcept nogil:
+    """Output columns [lo, hi) whose tap j reads inside the input row."""
+    cdef int iw0 = j * p.dw - p.pw
+    cdef int a = 0, b
+    if iw0 < 0:
+        a = (-iw0 + p.sw - 1) // p.sw
+    b = 0 if p.w - 1 - iw0 < 0 else (p.w - 1 - iw0) // p.sw + 1
+    if b > p.wo:
+        b = p.wo
+    if a > b:
+        a = b
+    lo[0] = a
+    hi[0] = b
+
+
+cdef inline bint _flat(const Conv* p) noexcept nogil:
+    """Stride 1 and as wide as the input ('same'-like): the rows of one column-matrix row
+    are a contiguous stretch of the input plane, shifted (the fast path)."""
+    return p.sh == 1 and p.sw == 1 and p.wo == p.w
+
+
+cdef inline void _zero(floating* d, Py_ssize_t n) noexcept nogil:
+    if n > 0:
+        memset(d, 0, n * sizeof(floating))
+
+
+cdef inline void _zero_edges(floating* d, int rows, int width, int lo, int hi) noexcept nogil:
+    """Zero columns [0, lo) and [hi, width) of ``rows`` rows of ``width`` (column by column:
+    a few stores each, where a memset call per row would cost more than the stores)."""
+    cdef int r, q
+    for q in range(lo):
+        for r in range(rows):
+            d[<Py_ssize_t> r * width + q] = 0
+    for q in range(hi, width):
+        for r in range(rows):
+            d[<Py_ssize_t> r * width + q] = 0
+
+
+cdef void _im2col(const Conv* p, const floating* x, int r0, int r1,
+                  floating* col) noexcept nogil:
+    """Columns of output rows [r0, r1) from one group's input x (cg, h, w):
+    col[(c*kh + i)*kw + j, (oh - r0)*wo + ow] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+    (zero outside the input)."""
+    cdef Py_ssize_t t = <Py_ssize_t> (r1 - r0) * p.wo, hw = <Py_ssize_t> p.h * p.w
+    cdef Py_ssize_t off, q0, q1, s0, s1, base
+    cdef int c, i, j, oh, ih, ow, lo, hi, iw0, a, b
+    cdef floating* d
+    cdef const floating* s
+    for c in range(p.cg):
+        for i in range(p.kh):
+            for j in range(p.kw):
+                _col_span(p, j, &lo, &hi)
+                iw0 = j * p.dw - p.pw
+                d = col + ((c * p.kh + i) * p.kw + j) * t
+                s = x + c * hw
+                if _flat(p):
+                    # rows [a, b) read inside: one shifted copy of x[c] (index oh*w + ow + off),
+                    # clipped to the plane, then the columns outside [lo, hi) set to zero
+                    a = max(r0, p.ph - i * p.dh)
+                    b = min(r1, p.h + p.ph - i * p.dh)
+                    if b <= a:
+                        _zero(d, t)
+                        continue
+                    off = <Py_ssize_t> (i * p.dh - p.ph) * p.w + iw0
+                    base = off + <Py_ssize_t> r0 * p.w      # d[q - base] <- s[q]
+                    q0 = <Py_ssize_t> a * p.w + off
+                    q1 = <Py_ssize_t> b * p.w + off
+                    s0 = max(q0, 0)
+                    s1 = min(q1, hw)
+                    _zero(d, s0 - base)
+                    memcpy(d + (s0 - base), s + s0, (s1 - s0) * sizeof(floating))
+                    _zero(d + (s1 - base), t - (s1 - base))
+                    _zero_edges(d + (a - r0) * p.wo, b - a, p.wo, lo, hi)
+                    continue
+                for oh in range(r0, r1):
+                    ih = oh * p.sh - p.ph + i * p.dh
+                    if ih < 0 or ih >= p.h:
+                        _zero(d, p.wo)
+                    else:
+                        for ow in range(lo):
+                            d[ow] = 0
+                        if p.sw == 1:
+                            for ow in range(lo, hi):
+                                d[ow] = s[ih * p.w + iw0 + ow]
+                        else:
+                            for ow in range(lo, hi):
+                                d[ow] = s[ih * p.w + iw0 + ow * p.sw]
+                        for ow in range(hi, p.wo):
+                            d[ow] = 0
+                    d += p.wo
+
+
+cdef void _col2im(const Conv* p, floating* col, int r0, int r1, int nc,
+                  floating* x) noexcept nogil:
+    """The adjoint of _im2col: add the columns of output rows [r0, r1) into x (nc, h, w)
+    (``nc`` channels: all of a group's or a block of them). ``col`` is scratch: the flat
+    path zeroes its entries that fall outside the input."""
+    cdef Py_ssize_t t = <Py_ssize_t> (r1 - r0) * p.wo, hw = <Py_ssize_t> p.h * p.w
+    cdef Py_ssize_t off, s0, s1, base, q
+    cdef int c, i, j, oh, ih, ow, lo, hi, iw0, a, b
+    cdef floating* s
+    cdef floating* d
+    for c in range(nc):
+        for i in range(p.kh):
+            for j in range(p.kw):
+                _col_span(p, j, &lo, &hi)
+                iw0 = j * p.dw - p.pw
+                s = col + ((c * p.kh + i) * p.kw + j) * t
+                d = x + c * hw
+                if _flat(p):
+                    a = max(r0, p.ph - i * p.dh)
+                    b = min(r1, p.h + p.ph - i * p.dh)
+                    if b <= a:
+                        continue
+                    off = <Py_ssize_t> (i * p.dh - p.ph) * p.w + iw0
+                    base = off + <Py_ssize_t> r0 * p.w
+                    _zero_edges(s + (a - r0) * p.wo, b - a, p.wo, lo, hi)
+                    s0 = max(<Py_ssize_t> a * p.w + off, 0)
+                    s1 = min(<Py_ssize_t> b * p.w + off, hw)
+                    for q in range(s0, s1):
+                        d[q] += s[q - base]
+                    continue
+                for oh in range(r0, r1):
+                    ih = oh * p.sh - p.ph + i * p.dh
+                    if ih >= 0 and ih < p.h:
+                        if p.sw == 1:
+                            for ow in range(lo, hi):
+                                d[ih * p.w + iw0 + ow] += s[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                d[ih * p.w + iw0 + ow * p.sw] += s[ow]
+                    s += p.wo
+
+
+cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floating* b,
+                 floating* y, int n_threads) except -1:
+    """y (n, c_out, ho, wo) = conv(x (n, c_in, h, w), wt (c_out, cg, kh, kw)) + b."""
+    cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int nt = <int> min(n_threads, items)
+    cdef int n, g, r0, nr, o, ldb
+    cdef floating* col
+    cdef const floating* bmat
+    cdef floating* yt
+    cdef floating bias
+    cdef Py_ssize_t q
+    if items == 0:
+        return 0
+    col = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=nt):
+        col = NULL
+        if not p.direct:
+            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            if col == NULL:
+                failed_p[0] = 1
+        for item in prange(items, schedule='static'):
+            if col == NULL and not p.direct:
+                continue
+            # item = (image n, group g, tile t); plain assignments keep them thread-private
+            n = <int> (item // (p.groups * p.tiles))
+            g = <int> ((item // p.tiles) % p.groups)
+            r0 = <int> (item % p.tiles) * p.rows
+            nr = min(p.rows, p.ho - r0)
+            if p.direct:
+                bmat = x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw + r0 * p.wo
+                ldb = <int> hw
+            else:
+                _im2col(&p, x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw, r0, r0 + nr, col)
+                bmat = col
+                ldb = nr * p.wo
+            yt = y + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo + r0 * p.wo
+            for o in range(p.og):
+                bias = b[g * p.og + o]
+                for q in range(nr * p.wo):
+                    yt[o * hwo + q] = bias
+            _gemm(False, False, p.og, nr * p.wo, p.k, <floating> 1,
+                  wt + <Py_ssize_t> g * p.og * p.k, p.k, bmat, ldb, <floating> 1,
+                  yt, <int> hwo)
+        free(col)
+    if failed:
+        raise MemoryError("conv2d: cannot allocate the im2col buffer")
+    return 0
+
+
+cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
+                                floating* gx, int n_threads) except -1:
+    """gx (n, c_in, h, w) from gy (n, c_out, ho, wo): col = W^T gy, then col2im.
+
+    Items are (image, group, block of input channels): col2im writes a channel from its
+    own rows of col only, so blocks are independent. There is more than one block only
+    when images x groups are fewer than the threads (batch 1)."""
+    cdef int blocks = 1
+    if 0 < p.n * p.groups < n_threads and not p.direct:
+        blocks = min(p.cg, (n_threads + p.n * p.groups - 1) // (p.n * p.groups))
+    cdef int per_block = (p.cg + blocks - 1) // max(blocks, 1)
+    cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * blocks, item
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef int khw = p.kh * p.kw
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int nt = <int> min(n_threads, items)
+    cdef int n, g, t, r0, nr, c0, nc
+    cdef floating* col
+    cdef floating* gxt
+    cdef const floating* gyt
+    cdef const floating* wg
+    if items == 0:
+        return 0
+    col = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=nt):
+        col = NULL
+        if not p.direct:
+            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            if col == NULL:
+                failed_p[0] = 1
+        for item in prange(items, schedule='static'):
+            if col == NULL and not p.direct:
+                continue
+            n = <int> (item // (p.groups * blocks))
+            g = <int> ((item // blocks) % p.groups)
+            c0 = <int> (item % blocks) * per_block
+            nc = min(per_block, p.cg - c0)
+            if nc <= 0:
+                continue
+            gyt = gy + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo
+            wg = wt + <Py_ssize_t> g * p.og * p.k
+            if p.direct:
+                _gemm(True, False, p.cg, <int> hw, p.og, <floating> 1, wg, p.k, gyt,
+                      <int> hwo, <floating> 0, gx + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw,
+                      <int> hw)
+                continue
+            gxt = gx + (<Py_ssize_t> n * p.c_in + g * p.cg + c0) * hw
+            memset(gxt, 0, nc * hw * sizeof(floating))
+            for t in range(p.tiles):
+                r0 = t * p.rows
+                nr = min(p.rows, p.ho - r0)
+                # rows [c0*khw, (c0+nc)*khw) of col = those columns of W_g, transposed
+                _gemm(True, False, nc * khw, nr * p.wo, p.og, <floating> 1,
+                      wg + c0 * khw, p.k, gyt + r0 * p.wo, <int> hwo,
+                      <floating> 0, col, nr * p.wo)
+                _col2im(&p, col, r0, r0 + nr, nc, gxt)
+        free(col)
+    if failed:
+        raise MemoryError("conv2d_grad_input: cannot allocate the column buffer")
+    return 0
+
+
+cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
+                             floating* part, floating* gw, int n_threads) except -1:
+    """gw (c_out, cg, kh, kw) = sum over images of gy col^T. ``part`` holds one zeroed
+    partial sum per thread, transposed per group, (groups, k, og): col gy^T packs faster
+    in BLAS than gy col^T. The partials are added in thread order at the end."""
+    cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef Py_ssize_t size = <Py_ssize_t> p.c_out * p.k, q
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int nt = <int> min(n_threads, items)
+    cdef int n, g, r0, nr, ldb, t, o
+    cdef floating* col
+    cdef floating* mine
+    cdef const floating* bmat
+    if size == 0:
+        return 0
+    memset(gw, 0, size * sizeof(floating))
+    if items == 0:
+        return 0
+    col = mine = NULL                   # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=nt):
+        col = NULL
+        mine = part + threadid() * size
+        if not p.direct:
+            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            if col == NULL:
+                failed_p[0] = 1
+        for item in prange(items, schedule='static'):
+            if col == NULL and not p.direct:
+                continue
+            # item = (image n, group g, tile t); plain assignments keep them thread-private
+            n = <int> (item // (p.groups * p.tiles))
+            g = <int> ((item // p.tiles) % p.groups)
+            r0 = <int> (item % p.tiles) * p.rows
+            nr = min(p.rows, p.ho - r0)
+            if p.direct:
+                bmat = x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw + r0 * p.wo
+                ldb = <int> hw
+            else:
+                _im2col(&p, x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw, r0, r0 + nr, col)
+                bmat = col
+                ldb = nr * p.wo
+            _gemm(False, True, p.k, p.og, nr * p.wo, <floating> 1, bmat, ldb,
+                  gy + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo + r0 * p.wo, <int> hwo,
+                  <floating> 1, mine + <Py_ssize_t> g * p.og * p.k, p.og)
+        free(col)
+    if failed:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the im2col buffer")
+    with nogil:
+        for t in range(nt):
+            for g in range(p.groups):
+                for q in range(p.k):
+                    for o in range(p.og):
+                        gw[(<Py_ssize_t> g * p.og + o) * p.k + q] += \
+                            part[t * size + (<Py_ssize_t> g * p.k + q) * p.og + o]
+    return 0
+
+
+# Typed entry points: C-contiguous memoryviews (``const`` lets read-only arrays in) checked
+# by Cython on the way in, then raw pointers. A pointer is only taken of a non-empty view.
+
+cdef inline const floating* _ptr(const floating[:, :, :, ::1] a) noexcept:
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
+
+
+cdef inline floating* _wptr(floating[:, :, :, ::1] a) noexcept:
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
+
+
+cdef int _conv2d(Conv p, const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
+                 const floating[::1] b, floating[:, :, :, ::1] y, int nt) except -1:
+    return _conv2d_run(p, _ptr(x), _ptr(wt), &b[0] if b.shape[0] else NULL, _wptr(y), nt)
+
+
+cdef int _conv2d_grad_input(Conv p, const floating[:, :, :, ::1] gy,
+                            const floating[:, :, :, ::1] wt, floating[:, :, :, ::1] gx,
+                            int nt) except -1:
+    return _conv2d_grad_input_run(p, _ptr(gy), _ptr(wt), _wptr(gx), nt)
+
+
+cdef int _conv2d_grad_weight(Conv p, const floating[:, :, :, ::1] gy,
+                             const floating[:, :, :, ::1] x, floating[:, :, :, ::1] part,
+                             floating[:, :, :, ::1] gw, int nt) except -1:
+    return _conv2d_grad_weight_run(p, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
+
+
+def conv2d(x, weight, bias, spec):
+    """y (N, C_out, H_out, W_out) = conv2d of x (N, C_in, H, W) with weight
+    (C_out, C_in/groups, kH, kW) plus bias (C_out,) or None."""
+    cdef Conv p = _conv_geometry(tuple(x.shape), weight.shape[0], spec)
+    _tiles_forward(&p)
+    y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
+    b = np.zeros(p.c_out, x.dtype) if bias is None else bias
+    nt = _num_threads()
+    with _blas_guard(&p):
+        if x.dtype == np.float32:
+            _conv2d[float](p, x, weight, b, y, nt)
+        else:
+            _conv2d[double](p, x, weight, b, y, nt)
+    return y
+
+
+def conv2d_grad_input(grad_output, weight, spec):
+    """Gradient (N, C_in, H, W) of conv2d with respect to its input; grad_output is
+    (N, C_out, H_out, W_out), weight (C_out, C_in/groups, kH, kW)."""
+    h, w = spec.in_size
+    cdef Conv p = _conv_geometry((grad_output.shape[0], weight.shape[1] * spec.groups, h, w),
+                                 weight.shape[0], spec)
+    _tiles_grad_input(&p)
+    gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
+    nt = _num_threads()
+    with _blas_guard(&p):
+        if grad_output.dtype == np.float32:
+            _conv2d_grad_input[float](p, grad_output, weight, gx, nt)
+        else:
+            _conv2d_grad_input[double](p, grad_output, weight, gx, nt)
+    return gx
+
+
+def conv2d_grad_weight(grad_output, x, spec):
+    """Gradient (C_out, C_in/groups, kH, kW) of conv2d with respect to its weight;
+    grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W)."""
+    cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
+    _tiles_grad_weight(&p)
+    gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)
+    nt = _num_threads()
+    # One zeroed partial weight per thread the kernel may start: (threads, groups, K, og).
+    part = np.zeros((max(1, min(nt, p.n * p.groups * p.tiles)), p.groups, p.k, p.og),
+                    x.dtype)
+    with _blas_guard(&p):
+        if x.dtype == np.float32:
+            _conv2d_grad_weight[float](p, grad_output, x, part, gw, nt)
+        else:
+            _conv2d_grad_weight[double](p, grad_output, x, part, gw, nt)
+    return gw
+
+
+def bias_grad(grad_output):
+    """Gradient (C,) of a bias: grad_output (N, C, H, W) summed over N, H and W."""
+    out = np.empty(grad_output.shape[1], grad_output.dtype)
+    if grad_output.dtype == np.float32:
+        _bias_grad[float](grad_output, out, _num_threads())
+    else:
+        _bias_grad[double](grad_output, out, _num_threads())
+    return out
+
+
+cdef int _bias_grad(const floating[:, :, :, ::1] g, floating[::1] out, int n_threads) except -1:
+    """out[c] = sum of g[:, c], accumulated in double."""
+    cdef Py_ssize_t n = g.shape[0], c = g.shape[1], hw = g.shape[2] * g.shape[3]
+    cdef Py_ssize_t ch, i
+    cdef double acc
+    if c == 0:
+        return 0
+    if n == 0 or hw == 0:
+        out[:] = 0
+        return 0
+    with nogil:
+        for ch in prange(c, schedule='static', num_threads=min(n_threads, c)):
+            acc = 0
+            for i in range(n):
+                acc = acc + _sum(&g[i, ch, 0, 0], hw)
+            out[ch] = <floating> acc
+    return 0
+
+
+cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
+    """Sum of a[:n]: blocks of 256 in eight running sums of the array's type (the
+    compiler vectorises them), each block added to a double."""
+    cdef floating part[8]
+    cdef double total = 0
+    cdef Py_ssize_t i, j, k, end
+    i = 0
+    while i < n:
+        end = min(n, i + 256)
+        for k in range(8):
+            part[k] = 0
+        j = i
+        while j + 8 <= end:
+            for k in range(8):
+                part[k] = part[k] + a[j + k]
+            j += 8
+        while j < end:
+            part[0] = part[0] + a[j]
+            j += 1
+        total += (((<double> part[0] + part[1]) + (<double> part[2] + part[3]))
+                  + ((<double> part[4] + part[5]) + (<double> part[6] + part[7])))
+        i = end
+    return total
+
+
+# --------------------------------------------------------------------------- pooling
+
+cdef struct Pool:
+    int h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw
+    bint include_pad
+    int divisor          # 0: none given
+
+
+cdef Pool _pool_geometry(spec):
+    cdef Pool p
+    p.kh, p.kw = spec.kernel_size
+    p.sh, p.sw = spec.stride
+    p.ph, p.pw = spec.padding
+    p.dh, p.dw = spec.dilation
+    p.h, p.w = spec.in_size
+    p.ho, p.wo = spec.out_size
+    p.include_pad = spec.count_include_pad
+    p.divisor = 0 if spec.divisor_override is None else spec.divisor_override
+    return p
+
+
+cdef inline void _span(int o, int s, int p, int k, int d, int size, int* start,
+                       int* stop) noexcept nogil:
+    """In-bounds taps of window o along one axis: start, start + d, ... < stop."""
+    cdef int a = o * s - p
+    cdef int b = a + (k - 1) * d + 1
+    if b > size:
+        b = size
+    while a < 0:
+        a += d
+    start[0] = a
+    stop[0] = b
+
+
+cdef inline void _inner_cols(const Pool* p, int* ca, int* cb) noexcept nogil:
+    """Output columns [ca, cb) whose kw taps all lie inside the input row. They run in
+    vectorisable loops over the columns, one tap at a time; the others one by one."""
+    cdef int a = (p.pw + p.sw - 1) // p.sw
+    cdef int last = p.w - 1 - (p.kw - 1) * p.dw + p.pw      # ow*sw <= last
+    cdef int b = 0 if last < 0 else last // p.sw + 1
+    b = min(b, p.wo)
+    a = min(a, b)
+    ca[0] = a
+    cb[0] = b
+
+
+# Row kernels over the inner columns. ``sw`` is a compile-time constant where the callers
+# pass a literal (1, 2), so the strided loads vectorise.
+
+cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, int n, int sw,
+                          bint first) noexcept nogil:
+    """One tap of a row of max windows: m[q] vs src[q*sw], PyTorch's rule (take if larger
+    or NaN); tap[q] remembers the winning tap's offset."""
+    cdef int q
+    cdef floating v
+    cdef bint take
+    if first:
+        for q in range(n):
+            m[q] = src[q * sw]
+            tap[q] = off
+    else:
+        for q in range(n):
+            v = src[q * sw]
+            take = (v > m[q]) | (v != v)
+            m[q] = v if take else m[q]
+            tap[q] = off if take else tap[q]
+
+
+cdef inline void _sum_tap(floating* acc, const floating* src, int n, int sw,
+                          bint first) noexcept nogil:
+    cdef int q
+    if first:
+        for q in range(n):
+            acc[q] = src[q * sw]
+    else:
+        for q in range(n):
+            acc[q] = acc[q] + src[q * sw]
+
+
+cdef inline void _scatter_tap(floating* dst, const floating* g, int n, int sw) noexcept nogil:
+    cdef int q
+    for q in range(n):
+        dst[q * sw] += g[q]
+
+
+# The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
+# each window in one loop (row-major, so the same first-maximum / NaN rule).
+
+cdef inline bint _is_22(const Pool* p) noexcept nogil:
+    return p.kh == 2 and p.kw == 2 and p.sh == 2 and p.sw == 2 and p.dh == 1 and p.dw == 1
+
+
+cdef inline void _max_row22(floating* y, int* tap, const floating* r0, const floating* r1,
+                            int n, int w) noexcept nogil:
+    """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]."""
+    cdef int q, t
+    cdef floating m, v
+    cdef bint take
+    for q in range(n):
+        m = r0[2 * q]
+        t = 0
+        v = r0[2 * q + 1]
+        take = (v > m) | (v != v)
+        m = v if take else m
+        t = 1 if take else t
+        v = r1[2 * q]
+        take = (v > m) | (v != v)
+        m = v if take else m
+        t = w if take else t
+        v = r1[2 * q + 1]
+        take = (v > m) | (v != v)
+        m = v if take else m
+        t = w + 1 if take else t
+        y[q] = m
+        tap[q] = t
+
+
+cdef inline void _mean_row22(floating* y, const floating* r0, const floating* r1, int n,
+                             int div) noexcept nogil:
+    cdef int q
+    for q in range(n):
+        y[q] = (((r0[2 * q] + r0[2 * q + 1]) + r1[2 * q]) + r1[2 * q + 1]) / div
+
+
+cdef inline void _scatter_row22(floating* d0, floating* d1, const floating* g,
+                                int n) noexcept nogil:
+    cdef int q
+    for q in range(n):
+        d0[2 * q] += g[q]
+        d0[2 * q + 1] += g[q]
+        d1[2 * q] += g[q]
+        d1[2 * q + 1] += g[q]
+
+
+cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx,
+                     int* tap) noexcept nogil:
+    cdef int oh, ow, ih, h0, h1, ca, cb, j, n, off
+    cdef floating* yr
+    cdef bint first
+    _inner_cols(p, &ca, &cb)
+    n = cb - ca
+    for oh in range(p.ho):
+        _span(oh, p.sh, p.ph, p.kh, p.dh, p.h, &h0, &h1)
+        yr = y + oh * p.wo
+        if n > 0 and _is_22(p) and h1 - h0 == 2:
+            off = h0 * p.w - p.pw + 2 * ca
+            _max_row22(yr + ca, tap, x + off, x + off + p.w, n, p.w)
+            for ow in range(ca, cb):
+                idx[oh * p.wo + ow] = tap[ow - ca] + off + 2 * (ow - ca)
+        elif n > 0:
+            first = True
+            ih = h0
+            while ih < h1:
+                for j in range(p.kw):
+                    off = ih * p.w - p.pw + j * p.dw         # + ow*sw: the tap's flat index
+                    if p.sw == 1:
+                        _max_tap(yr + ca, tap, x + off + ca, off, n, 1, first)
+                    elif p.sw == 2:
+                        _max_tap(yr + ca, tap, x + off + 2 * ca, off, n, 2, first)
+                    else:
+                        _max_tap(yr + ca, tap, x + off + ca * p.sw, off, n, p.sw, first)
+                    first = False
+                ih += p.dh
+            for ow in range(ca, cb):
+                idx[oh * p.wo + ow] = tap[ow - ca] + ow * p.sw
+        for ow in range(ca):
+            _max_window(p, x, h0, h1, ow, yr, idx + oh * p.wo)
+        for ow in range(max(ca, cb), p.wo):
+            _max_window(p, x, h0, h1, ow, yr, idx + oh * p.wo)
+
+
+cdef inline void _max_window(const Pool* p, const floating* x, int h0, int h1, int ow,
+                             floating* yr, int64_t* ir) noexcept nogil:
+    """One window, tap by tap (the columns at the borders)."""
+    cdef int ih, iw, w0, w1, best
+    cdef floating v, m
+    _span(ow, p.sw, p.pw, p.kw, p.dw, p.w, &w0, &w1)
+    best = h0 * p.w + w0
+    m = -INFINITY
+    ih = h0
+    while ih < h1:
+        iw = w0
+        while iw < w1:
+            v = x[ih * p.w + iw]
+            if v > m or v != v:
+                m = v
+                best = ih * p.w + iw
+            iw += p.dw
+        ih += p.dh
+    yr[ow] = m
+    ir[ow] = best
+
+
+cdef int _max_pool2d(Pool p, const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                     int64_t[:, :, :, ::1] idx, int n_threads) except -1:
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], i
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef const floating* xp = _ptr(x)
+    cdef floating* yp = _wptr(y)
+    cdef int64_t* ip
+    cdef int* tap
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    if planes == 0:
+        return 0
+    ip = &idx[0, 0, 0, 0]
+    tap = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=min(n_threads, planes)):
+        tap = <int*> malloc((p.wo + 1) * sizeof(int))
+        if tap == NULL:
+            failed_p[0] = 1
+        for i in prange(planes, schedule='static'):
+            if tap != NULL:
+                _max_plane(&p, xp + i * hw, yp + i * hwo, ip + i * hwo, tap)
+        free(tap)
+    if failed:
+        raise MemoryError("max_pool2d: out of memory")
+    return 0
+
+
+cdef int _max_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
+                              const int64_t[:, :, :, ::1] idx, floating[:, :, :, ::1] gx,
+                              int n_threads) except -1:
+    cdef Py_ssize_t planes = gy.shape[0] * gy.shape[1], i, q
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef const floating* gp = _ptr(gy)
+    cdef floating* xp = _wptr(gx)
+    cdef const int64_t* ip
+    cdef floating* plane
+    if planes == 0:
+        return 0
+    ip = &idx[0, 0, 0, 0]
+    with nogil:
+        for i in prange(planes, schedule='static', num_threads=min(n_threads, planes)):
+            plane = xp + i * hw
+            memset(plane, 0, hw * sizeof(floating))
+            for q in range(hwo):
+                plane[ip[i * hwo + q]] += gp[i * hwo + q]
+    return 0
+
+
+cdef inline int _avg_window(const Pool* p, int oh, int ow, int* h0, int* h1,
+                            int* w0, int* w1) noexcept nogil:
+    """Clip window (oh, ow) to the input; return its divisor (PyTorch's rule)."""
+    cdef int hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw
+    cdef int he = min(hs + p.kh, p.h + p.ph), we = min(ws + p.kw, p.w + p.pw)
+    cdef int size = (he - hs) * (we - ws)
+    h0[0] = max(hs, 0)
+    w0[0] = max(ws, 0)
+    h1[0] = min(he, p.h)
+    w1[0] = min(we, p.w)
+    if p.divisor:
+        return p.divisor
+    if p.include_pad:
+        return size
+    return (h1[0] - h0[0]) * (w1[0] - w0[0])
+
+
+cdef inline int _avg_row_divisor(const Pool* p, int oh) noexcept nogil:
+    """Divisor of the inner columns' windows of output row oh (full width kw)."""
+    cdef int h0, h1, w0, w1
+    cdef int hs = oh * p.sh - p.ph
+    if p.divisor:
+        return p.divisor
+    _avg_window(p, oh, 0, &h0, &h1, &w0, &w1)
+    if p.include_pad:
+        return (min(hs + p.kh, p.h + p.ph) - hs) * p.kw
+    return (h1 - h0) * p.kw
+
+
+cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nogil:
+    cdef int oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
+    cdef floating* yr
+    cdef const floating* src
+    cdef bint first
+    _inner_cols(p, &ca, &cb)
+    n = cb - ca
+    for oh in range(p.ho):
+        yr = y + oh * p.wo
+        if n > 0:
+            _avg_window(p, oh, ca, &h0, &h1, &w0, &w1)
+            div = _avg_row_divisor(p, oh)
+        if n > 0 and _is_22(p) and h1 - h0 == 2:
+            src = x + h0 * p.w - p.pw + 2 * ca
+            _mean_row22(yr + ca, src, src + p.w, n, div)
+        elif n > 0:
+            first = True
+            for ih in range(h0, h1):
+                for j in range(p.kw):
+                    src = x + ih * p.w - p.pw + j
+                    if p.sw == 1:
+                        _sum_tap(yr + ca, src + ca, n, 1, first)
+                    elif p.sw == 2:
+                        _sum_tap(yr + ca, src + 2 * ca, n, 2, first)
+                    else:
+                        _sum_tap(yr + ca, src + ca * p.sw, n, p.sw, first)
+                    first = False
+            if first:                       # no row inside (cannot happen with valid specs)
+                for q in range(ca, cb):
+                    yr[q] = 0
+            for q in range(ca, cb):
+                yr[q] = yr[q] / div
+        for ow in range(ca):
+            yr[ow] = _avg_one(p, x, oh, ow)
+        for ow in range(max(ca, cb), p.wo):
+            yr[ow] = _avg_one(p, x, oh, ow)
+
+
+cdef inline floating _avg_one(const Pool* p, const floating* x, int oh, int ow) noexcept nogil:
+    """One window, tap by tap (the columns at the borders)."""
+    cdef int ih, iw, h0, h1, w0, w1
+    cdef int div = _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
+    cdef floating s = 0
+    for ih in range(h0, h1):
+        for iw in range(w0, w1):
+            s = s + x[ih * p.w + iw]
+    return s / div
+
+
+cdef void _avg_plane_backward(const Pool* p, const floating* gy, floating* gx,
+                              floating* g) noexcept nogil:
+    cdef int oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
+    cdef const floating* gr
+    cdef floating* dst
+    memset(gx, 0, <Py_ssize_t> p.h * p.w * sizeof(floating))
+    _inner_cols(p, &ca, &cb)
+    n = cb - ca
+    for oh in range(p.ho):
+        gr = gy + oh * p.wo
+        if n > 0:
+            _avg_window(p, oh, ca, &h0, &h1, &w0, &w1)
+            div = _avg_row_divisor(p, oh)
+            for q in range(n):
+                g[q] = gr[ca + q] / div
+            if _is_22(p) and h1 - h0 == 2:
+                dst = gx + h0 * p.w - p.pw + 2 * ca
+                _scatter_row22(dst, dst + p.w, g, n)
+            else:
+                for ih in range(h0, h1):
+                    for j in range(p.kw):
+                        dst = gx + ih * p.w - p.pw + j
+                        if p.sw == 1:
+                            _scatter_tap(dst + ca, g, n, 1)
+                        elif p.sw == 2:
+                            _scatter_tap(dst + 2 * ca, g, n, 2)
+                        else:
+                            _scatter_tap(dst + ca * p.sw, g, n, p.sw)
+        for ow in range(ca):
+            _avg_one_backward(p, gr[ow], oh, ow, gx)
+        for ow in range(max(ca, cb), p.wo):
+            _avg_one_backward(p, gr[ow], oh, ow, gx)
+
+
+cdef inline void _avg_one_backward(const Pool* p, floating g, int oh, int ow,
+                                   floating* gx) noexcept nogil:
+    cdef int ih, iw, h0, h1, w0, w1
+    cdef floating gv = g / _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
+    for ih in range(h0, h1):
+        for iw in range(w0, w1):
+            gx[ih * p.w + iw] += gv
+
+
+cdef int _avg_pool2d(Pool p, const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                     int n_threads) except -1:
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], i
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef const floating* xp = _ptr(x)
+    cdef floating* yp = _wptr(y)
+    if planes == 0:
+        return 0
+    with nogil:
+        for i in prange(planes, schedule='static', num_threads=min(n_threads, planes)):
+            _avg_plane(&p, xp + i * hw, yp + i * hwo)
+    return 0
+
+
+cdef int _avg_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
+                              floating[:, :, :, ::1] gx, int n_threads) except -1:
+    cdef Py_ssize_t planes = gy.shape[0] * gy.shape[1], i
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef const floating* gp = _ptr(gy)
+    cdef floating* xp = _wptr(gx)
+    cdef floating* g
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    if planes == 0:
+        return 0
+    g = NULL                            # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=min(n_threads, planes)):
+        g = <floating*> malloc((p.wo + 1) * sizeof(floating))
+        if g == NULL:
+            failed_p[0] = 1
+        for i in prange(planes, schedule='static'):
+            if g != NULL:
+                _avg_plane_backward(&p, gp + i * hwo, xp + i * hw, g)
+        free(g)
+    if failed:
+        raise MemoryError("avg_pool2d_backward: out of memory")
+    return 0
+
+
+def max_pool2d(x, spec):
+    """(y, indices) of max pooling x (N, C, H, W): y (N, C, H_out, W_out) and int64
+    indices h*W + w of each window's maximum in its input plane."""
+    cdef Pool p = _pool_geometry(spec)
+    shape = (x.shape[0], x.shape[1], p.ho, p.wo)
+    y = np.empty(shape, x.dtype)
+    idx = np.empty(shape, np.int64)
+    if x.dtype == np.float32:
+        _max_pool2d[float](p, x, y, idx, _num_threads())
+    else:
+        _max_pool2d[double](p, x, y, idx, _num_threads())
+    return y, idx
+
+
+def max_pool2d_backward(grad_output, indices, spec):
+    """Gradient (N, C, H, W) of max pooling: each grad_output (N, C, H_out, W_out) entry
+    added at its int64 index in its input plane."""
+    cdef Pool p = _pool_geometry(spec)
+    gx = np.empty((grad_output.shape[0], grad_output.shape[1], p.h, p.w), grad_output.dtype)
+    if grad_output.dtype == np.float32:
+        _max_pool2d_backward[float](p, grad_output, indices, gx, _num_threads())
+    else:
+        _max_pool2d_backward[double](p, grad_output, indices, gx, _num_threads())
+    return gx
+
+
+def avg_pool2d(x, spec):
+    """Average pooling of x (N, C, H, W) -> (N, C, H_out, W_out)."""
+    cdef Pool p = _pool_geometry(spec)
+    y = np.empty((x.shape[0], x.shape[1], p.ho, p.wo), x.dtype)
+    if x.dtype == np.float32:
+        _avg_pool2d[float](p, x, y, _num_threads())
+    else:
+        _avg_pool2d[double](p, x, y, _num_threads())
+    return y
+
+
+def avg_pool2d_backward(grad_output, spec):
+    """Gradient (N, C, H, W) of average pooling from grad_output (N, C, H_out, W_out)."""
+    cdef Pool p = _pool_geometry(spec)
+    gx = np.empty((grad_output.shape[0], grad_output.shape[1], p.h, p.w), grad_output.dtype)
+    if grad_output.dtype == np.float32:
+        _avg_pool2d_backward[float](p, grad_output, gx, _num_threads())
+    else:
+        _avg_pool2d_backward[double](p, grad_output, gx, _num_threads())
+    return gx
