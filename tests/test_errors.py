@@ -246,3 +246,20 @@ def test_mixed_numpy_and_torch_is_a_type_error():
 def test_non_array_is_a_type_error(call):
     with pytest.raises(TypeError, match="input"):
         call()
+
+
+@pytest.mark.parametrize("call", [lambda f, T: f.conv2d(T(X), T(np.ones((0, 2, 3, 3)))),
+                                  lambda f, T: f.conv_transpose2d(T(X),
+                                                                  T(np.ones((2, 0, 3, 3))))],
+                         ids=["conv2d", "conv_transpose2d"])
+def test_empty_weight_is_refused(twin, call):
+    """A weight without filters is refused, as torch refuses it in conv2d ("expected weight
+    to be at least 1"; its conv_transpose2d fails deeper, in oneDNN)."""
+    with pytest.raises(ArgumentError, match="expected weight to be at least 1 at dimension"):
+        call(F, twin.to_twin)
+
+
+@pytest.mark.skipif(torch is None, reason="torch not installed")
+def test_torch_refuses_empty_weight_alike():
+    with pytest.raises(RuntimeError, match="expected weight to be at least 1 at dimension 0"):
+        TF.conv2d(torch.from_numpy(X), torch.zeros((0, 2, 3, 3), dtype=torch.float64))

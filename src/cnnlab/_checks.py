@@ -211,6 +211,9 @@ def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dila
     s, p, d, g = _conv_hparams(stride, padding, dilation, groups, weight_shape[2:])
     n, c_in, h, w = (int(v) for v in input_shape)
     c_out, c_in_g, kh, kw = (int(v) for v in weight_shape)
+    if c_out == 0:
+        raise ArgumentError(f"Given groups={g}, expected weight to be at least 1 at dimension "
+                            f"0, but got weight of size {_size(weight_shape)} instead")
     if c_out % g != 0:
         raise ArgumentError(f"Given groups={g}, expected weight to be divisible by {g} at "
                             f"dimension 0, but got weight of size {_size(weight_shape)} instead")
@@ -270,6 +273,9 @@ def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, paddi
             f"{s[0]} stride_width: {s[1]} dilation_height: {d[0]} dilation_width: {d[1]}")
     n, c_in, h, w = (int(v) for v in input_shape)
     w_in, c_out_g, kh, kw = (int(v) for v in weight_shape)
+    if w_in == 0 or c_out_g == 0:
+        raise ArgumentError(f"Given groups={g}, expected weight to be at least 1 at dimensions "
+                            f"0 and 1, but got weight of size {_size(weight_shape)} instead")
     if w_in % g != 0:
         raise ArgumentError(f"Given groups={g}, expected weight to be divisible by {g} at "
                             f"dimension 0, but got weight of size {_size(weight_shape)} instead")
