@@ -20,10 +20,12 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as H  # noqa: E402
+
+H.setup_env()  # before any OpenMP runtime loads (see _harness)
+
+import numpy as np  # noqa: E402
 
 import cnnlab  # noqa: E402
 import cnnlab.functional as F  # noqa: E402
@@ -228,7 +230,8 @@ def main(argv=None):
     info = H.machine()
     info["threads"] = args.threads
     print(f"machine: {info['cpu']}, {info['usable_cpus']} usable CPUs; threads for everyone: "
-          f"{args.threads}; backends {info['cnnlab_backends']}, torch {info.get('torch')}")
+          f"{args.threads}; OMP_WAIT_POLICY={info['omp_wait_policy']}; backends "
+          f"{info['cnnlab_backends']}, torch {info.get('torch')}")
     rows = []
     for dtype in args.dtypes.split(","):
         for case in lab_cases() + classic_cases():

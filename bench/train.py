@@ -21,10 +21,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as H  # noqa: E402
+
+H.setup_env()  # before any OpenMP runtime loads (see _harness)
+
+import numpy as np  # noqa: E402
 
 import cnnlab  # noqa: E402
 from cnnlab import data, models, optim  # noqa: E402
@@ -159,7 +161,7 @@ def main(argv=None):
     info = H.machine()
     info["threads"] = args.threads
     print(f"machine: {info['cpu']}, {info['usable_cpus']} usable CPUs; threads for everyone: "
-          f"{args.threads}; torch {info.get('torch')}")
+          f"{args.threads}; OMP_WAIT_POLICY={info['omp_wait_policy']}; torch {info.get('torch')}")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         names = candidates()

@@ -396,15 +396,45 @@ cdef void _col2im(const Conv* p, floating* col, int r0, int r1, int nc,
                     s += p.wo
 
 
+cdef struct Tile:
+    int n, g, r0, nr     # image, group, first output row, output rows
+
+
+cdef inline Tile _tile(const Conv* p, Py_ssize_t item) noexcept nogil:
+    """Work item -> its tile of the (image, group, tile of output rows) grid."""
+    cdef Tile t
+    t.n = <int> (item // (p.groups * p.tiles))
+    t.g = <int> ((item // p.tiles) % p.groups)
+    t.r0 = <int> (item % p.tiles) * p.rows
+    t.nr = min(p.rows, p.ho - t.r0)
+    return t
+
+
+cdef inline const floating* _columns(const Conv* p, const floating* x, Tile t,
+                                     floating* col) noexcept nogil:
+    """Tile t's column matrix (k rows, leading dimension ``_ld``): x itself for a direct
+    convolution, else its im2col copy in ``col``."""
+    cdef const floating* src = x + (<Py_ssize_t> t.n * p.c_in + t.g * p.cg) * p.h * p.w
+    if p.direct:
+        return src + t.r0 * p.wo
+    _im2col(p, src, t.r0, t.r0 + t.nr, col)
+    return col
+
+
+cdef inline int _ld(const Conv* p, Tile t) noexcept nogil:
+    return p.h * p.w if p.direct else t.nr * p.wo
+
+
 cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floating* b,
                  floating* y, int n_threads) except -1:
     """y (n, c_out, ho, wo) = conv(x (n, c_in, h, w), wt (c_out, cg, kh, kw)) + b."""
     cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
-    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef Py_ssize_t hwo = <Py_ssize_t> p.ho * p.wo
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int n, g, r0, nr, o, ldb
+    cdef int o, ldb
+    cdef Tile tl
     cdef floating* col
     cdef const floating* bmat
     cdef floating* yt
@@ -422,25 +452,16 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
         for item in prange(items, schedule='static'):
             if col == NULL and not p.direct:
                 continue
-            # item = (image n, group g, tile t); plain assignments keep them thread-private
-            n = <int> (item // (p.groups * p.tiles))
-            g = <int> ((item // p.tiles) % p.groups)
-            r0 = <int> (item % p.tiles) * p.rows
-            nr = min(p.rows, p.ho - r0)
-            if p.direct:
-                bmat = x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw + r0 * p.wo
-                ldb = <int> hw
-            else:
-                _im2col(&p, x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw, r0, r0 + nr, col)
-                bmat = col
-                ldb = nr * p.wo
-            yt = y + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo + r0 * p.wo
+            tl = _tile(&p, item)         # assigned here, so thread-private
+            bmat = _columns(&p, x, tl, col)
+            ldb = _ld(&p, tl)
+            yt = y + (<Py_ssize_t> tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo
             for o in range(p.og):
-                bias = b[g * p.og + o]
-                for q in range(nr * p.wo):
+                bias = b[tl.g * p.og + o]
+                for q in range(tl.nr * p.wo):
                     yt[o * hwo + q] = bias
-            _gemm(False, False, p.og, nr * p.wo, p.k, <floating> 1,
-                  wt + <Py_ssize_t> g * p.og * p.k, p.k, bmat, ldb, <floating> 1,
+            _gemm(False, False, p.og, tl.nr * p.wo, p.k, <floating> 1,
+                  wt + <Py_ssize_t> tl.g * p.og * p.k, p.k, bmat, ldb, <floating> 1,
                   yt, <int> hwo)
         free(col)
     if failed:
@@ -517,12 +538,13 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
     partial sum per thread, transposed per group, (groups, k, og): col gy^T packs faster
     in BLAS than gy col^T. The partials are added in thread order at the end."""
     cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
-    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef Py_ssize_t hwo = <Py_ssize_t> p.ho * p.wo
     cdef Py_ssize_t size = <Py_ssize_t> p.c_out * p.k, q
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int n, g, r0, nr, ldb, t, o
+    cdef int g, ldb, t, o
+    cdef Tile tl
     cdef floating* col
     cdef floating* mine
     cdef const floating* bmat
@@ -542,21 +564,12 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
         for item in prange(items, schedule='static'):
             if col == NULL and not p.direct:
                 continue
-            # item = (image n, group g, tile t); plain assignments keep them thread-private
-            n = <int> (item // (p.groups * p.tiles))
-            g = <int> ((item // p.tiles) % p.groups)
-            r0 = <int> (item % p.tiles) * p.rows
-            nr = min(p.rows, p.ho - r0)
-            if p.direct:
-                bmat = x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw + r0 * p.wo
-                ldb = <int> hw
-            else:
-                _im2col(&p, x + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw, r0, r0 + nr, col)
-                bmat = col
-                ldb = nr * p.wo
-            _gemm(False, True, p.k, p.og, nr * p.wo, <floating> 1, bmat, ldb,
-                  gy + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo + r0 * p.wo, <int> hwo,
-                  <floating> 1, mine + <Py_ssize_t> g * p.og * p.k, p.og)
+            tl = _tile(&p, item)         # assigned here, so thread-private
+            bmat = _columns(&p, x, tl, col)
+            ldb = _ld(&p, tl)
+            _gemm(False, True, p.k, p.og, tl.nr * p.wo, <floating> 1, bmat, ldb,
+                  gy + (<Py_ssize_t> tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo,
+                  <int> hwo, <floating> 1, mine + <Py_ssize_t> tl.g * p.og * p.k, p.og)
         free(col)
     if failed:
         raise MemoryError("conv2d_grad_weight: cannot allocate the im2col buffer")
