@@ -37,6 +37,17 @@ from hypothesis import HealthCheck, settings
 
 import cnnlab
 
+# ---------------------------------------------------------------- CUDA comparisons
+# cuDNN may compute float32 convolutions in TF32 on Ampere and newer GPUs (about 1e-3
+# relative); the tests compare GPU results with CPU ones at float32 precision, so off.
+try:
+    import torch as _torch
+    if _torch.cuda.is_available():
+        _torch.backends.cudnn.allow_tf32 = False
+        _torch.backends.cuda.matmul.allow_tf32 = False
+except ImportError:
+    pass
+
 # ---------------------------------------------------------------- hypothesis profiles
 
 _quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
