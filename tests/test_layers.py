@@ -289,3 +289,15 @@ def test_layers_on_cuda_match_cpu():
     for p, q in zip(cpu.parameters(), gpu.parameters()):
         assert q.data.is_cuda and q.grad.is_cuda
         np.testing.assert_allclose(_np(q.grad), p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_layers_refuse_non_positive_groups():
+    """groups=0 is an ArgumentError, as torch's ValueError, not a ZeroDivisionError."""
+    from cnnlab import ArgumentError
+    from cnnlab.layers import Conv2d, ConvTranspose2d
+    for cls in (Conv2d, ConvTranspose2d):
+        with pytest.raises(ArgumentError, match="groups must be a positive integer"):
+            cls(3, 4, 3, groups=0)
+    if torch is not None:
+        with pytest.raises(ValueError, match="groups must be a positive integer"):
+            torch.nn.Conv2d(3, 4, 3, groups=0)

@@ -217,3 +217,11 @@ def test_torch_path_on_cuda(tmp_path):
     a, b = _metrics(gpu)["epochs"][0], _metrics(cpu)["epochs"][0]
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
     assert checkpoint.load(gpu / "checkpoint.npz")["epoch"] == 1
+
+
+def test_resume_without_epochs_keeps_the_runs_own_total(tmp_path, capsys):
+    """A resumed run aims at the epochs its checkpoint was started with, not the default
+    (the cosine schedule depends on that total)."""
+    assert _run(tmp_path, "--epochs", "1") == 0
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--no-progress"]) == 1
+    assert "finished 1 epochs" in capsys.readouterr().err

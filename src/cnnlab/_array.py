@@ -13,8 +13,7 @@ from ._checks import dtype_name
 from ._dispatch import is_tensor
 
 __all__ = ["is_tensor", "dtype_name", "to_numpy", "convert", "like", "zeros_like", "arange",
-           "sqrt", "exp", "log", "relu", "maximum", "flip_where", "amax", "sum_axis", "argmax",
-           "isfinite_all"]
+           "sqrt", "exp", "log", "relu", "maximum", "flip_where", "amax", "sum_axis", "argmax"]
 
 
 def _torch():
@@ -118,9 +117,3 @@ def argmax(a, axis: int):
     """int64 indices of the first maximum along ``axis``."""
     return a.argmax(dim=axis) if is_tensor(a) else a.argmax(axis=axis)
 
-
-def isfinite_all(a) -> bool:
-    """True when every value is finite (one host sync for a tensor on a GPU)."""
-    if is_tensor(a):
-        return bool(_torch().isfinite(a).all())
-    return bool(np.isfinite(a).all())

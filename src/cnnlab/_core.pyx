@@ -329,8 +329,10 @@ cdef void _im2col(const Conv* p, const floating* x, int r0, int r1,
                     base = off + <Py_ssize_t> r0 * p.w      # d[q - base] <- s[q]
                     q0 = <Py_ssize_t> a * p.w + off
                     q1 = <Py_ssize_t> b * p.w + off
-                    s0 = max(q0, 0)
-                    s1 = min(q1, hw)
+                    # clipped to the plane and kept inside [q0, q1): with padding wider than
+                    # the input the two ranges can miss each other (then nothing is copied)
+                    s0 = min(max(q0, 0), q1)
+                    s1 = max(min(q1, hw), s0)
                     _zero(d, s0 - base)
                     memcpy(d + (s0 - base), s + s0, (s1 - s0) * sizeof(floating))
                     _zero(d + (s1 - base), t - (s1 - base))

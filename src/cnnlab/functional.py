@@ -246,5 +246,5 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     check_floating(op, input=input, grad_output=grad_output)
     x4 = _batch(input, batched)
     g4 = _grad_output(op, grad_output, batched, tuple(x4.shape[:2]) + spec.out_size)
-    call = _Call(op, g4)
+    call = _Call(op, g4, x4)  # input only decides the twin (and must match grad_output's kind)
     return call.out(call.twin.avg_pool2d_backward(call.arrays[0], spec), batched)

@@ -209,7 +209,7 @@ class _ConvBase(Layer):
     _param_names = ("weight", "bias")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                 groups, bias, padding_mode, weight_shape, fan_in_dim, rng, device, dtype):
+                 groups, bias, padding_mode, transposed, fan_in_dim, rng, device, dtype):
         super().__init__()
         if padding_mode != "zeros":
             raise ArgumentError(f"padding_mode={padding_mode!r} is not supported; cnnlab pads "
@@ -227,7 +227,9 @@ class _ConvBase(Layer):
         self.dilation = _pair(dilation, "dilation")
         self.groups = int(groups)
         self.padding_mode = padding_mode
-        shape = weight_shape + self.kernel_size
+        # weight (C_out, C_in/groups, kH, kW); transposed: (C_in, C_out/groups, kH, kW)
+        shape = ((in_channels, out_channels // groups) if transposed
+                 else (out_channels, in_channels // groups)) + self.kernel_size
         fan_in = shape[fan_in_dim] * self.kernel_size[0] * self.kernel_size[1]
         rng = _rng(rng)
         self.weight = _uniform_init(shape, fan_in, rng, device, dtype)
@@ -262,8 +264,7 @@ class Conv2d(_ConvBase):
                  dilation=1, groups=1, bias=True, padding_mode="zeros", device=None,
                  dtype=None, *, rng=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, (out_channels, in_channels // groups),
-                         1, rng, device, dtype)
+                         groups, bias, padding_mode, False, 1, rng, device, dtype)
 
     def _args(self):
         return self.stride, self.padding, self.dilation, self.groups
@@ -300,8 +301,7 @@ class ConvTranspose2d(_ConvBase):
                                 "an int or a pair")
         # torch computes fan_in from weight.size(1) = C_out/groups for transposed convs
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, (in_channels, out_channels // groups),
-                         1, rng, device, dtype)
+                         groups, bias, padding_mode, True, 1, rng, device, dtype)
         self.output_padding = _pair(output_padding, "output_padding")
 
     def _args(self):

@@ -346,7 +346,7 @@ def _settings(args, resume) -> dict:
             if k != "epochs" and v != s[k]:
                 raise ValueError(f"--{k.replace('_', '-')} {v} differs from the checkpoint's "
                                  f"{s[k]}; a resumed run keeps its settings")
-        s["epochs"] = given.get("epochs", DEFAULTS["epochs"])
+        s["epochs"] = given.get("epochs", s["epochs"])  # the stopped run's own total
         if s["epochs"] <= resume["epoch"]:
             raise ValueError(f"the checkpoint has finished {resume['epoch']} epochs; pass "
                              f"--epochs greater than {resume['epoch']} to continue")
