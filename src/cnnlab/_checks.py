@@ -59,11 +59,8 @@ class ConvSpec(NamedTuple):
     @property
     def padding_end(self) -> Pair:
         """Zero rows/columns after the input that the last window reaches (>= 0)."""
-        return tuple(  # type: ignore[return-value]
-            max(0, (o - 1) * s + d * (k - 1) + 1 - i - p)
-            for o, s, d, k, i, p in zip(self.out_size, self.stride, self.dilation,
-                                        self.kernel_size, self.in_size, self.padding)
-        )
+        return tuple(max(0, e - i - p) for e, i, p in  # type: ignore[return-value]
+                     zip(window_extent(self), self.in_size, self.padding))
 
     @property
     def symmetric(self) -> bool:
@@ -97,6 +94,13 @@ class PoolSpec(NamedTuple):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def window_extent(spec) -> Pair:
+    """Rows and columns of the zero-padded input that the windows of a ConvSpec or PoolSpec
+    span, from the first one's start: ``(out - 1)*stride + dilation*(kernel - 1) + 1``."""
+    return tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in  # type: ignore[return-value]
+                 zip(spec.out_size, spec.stride, spec.dilation, spec.kernel_size))
 
 
 def _size(shape) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import first_taps
+from ._checks import first_taps, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
@@ -35,12 +35,8 @@ __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
 
 def _padded(x, spec, fill=0.0):
     """x with spec.padding before and enough after for every window; (N, C, Hp, Wp)."""
-    (ph, pw), (sh, sw), (dh, dw) = spec.padding, spec.stride, spec.dilation
-    kh, kw = spec.kernel_size
-    ho, wo = spec.out_size
+    (ph, pw), (need_h, need_w) = spec.padding, window_extent(spec)
     h, w = x.shape[2:]
-    need_h = (ho - 1) * sh + dh * (kh - 1) + 1
-    need_w = (wo - 1) * sw + dw * (kw - 1) + 1
     xp = np.full(x.shape[:2] + (max(need_h, ph + h), max(need_w, pw + w)), fill, x.dtype)
     xp[:, :, ph:ph + h, pw:pw + w] = x
     return xp
@@ -102,9 +98,8 @@ def bias_grad(grad_output):
 
 
 def _taps(spec):
-    """For each kernel tap (i, j): its slice of the padded array, and the input row/column
-    it reads for every output position."""
-    (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, spec.padding
+    """For each kernel tap (i, j): (i, j, its slice of the padded array over all outputs)."""
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
     kh, kw = spec.kernel_size
     ho, wo = spec.out_size
     for i in range(kh):
@@ -180,12 +175,9 @@ def avg_pool2d_backward(grad_output, spec):
 def _col2im(cols, spec):
     """Sum (N, C, kH, kW, H_out, W_out) tap contributions into (N, C, H, W)."""
     n, c = cols.shape[:2]
-    (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, spec.padding
-    kh, kw = spec.kernel_size
-    ho, wo = spec.out_size
-    h, w = spec.in_size
-    hp = max((ho - 1) * sh + dh * (kh - 1) + 1, ph + h)
-    wp = max((wo - 1) * sw + dw * (kw - 1) + 1, pw + w)
+    (ph, pw), (h, w) = spec.padding, spec.in_size
+    eh, ew = window_extent(spec)
+    hp, wp = max(eh, ph + h), max(ew, pw + w)
     gxp = np.zeros((n, c, hp, wp), cols.dtype)
     for i, j, sl in _taps(spec):         # a loop over the kernel taps, not the pixels
         gxp[sl] += cols[:, :, i, j]

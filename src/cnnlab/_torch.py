@@ -11,23 +11,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import first_taps
+from ._checks import first_taps, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
 
 
-def _extent(spec):
-    """Rows/columns of the padded input the windows span: (ho-1)*s + d*(k-1) + 1."""
-    dilation = getattr(spec, "dilation", (1, 1))
-    return tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in
-                 zip(spec.out_size, spec.stride, dilation, spec.kernel_size))
-
-
 def _pads(spec):
     """F.pad arguments (left, right, top, bottom) turning the input into exactly the span
     of the windows; a negative entry crops rows no window reads."""
-    (eh, ew), (ph, pw), (h, w) = _extent(spec), spec.padding, spec.in_size
+    (eh, ew), (ph, pw), (h, w) = window_extent(spec), spec.padding, spec.in_size
     return (pw, ew - pw - w, ph, eh - ph - h)
 
 
@@ -41,9 +34,8 @@ def conv2d(x, weight, bias, spec):
 def conv2d_grad_input(grad_output, weight, spec):
     if spec.symmetric:
         # output_padding restores the rows the forward's floor division dropped.
-        out_pad = tuple(i - ((o - 1) * s - 2 * p + d * (k - 1) + 1) for i, o, s, p, d, k in
-                        zip(spec.in_size, spec.out_size, spec.stride, spec.padding,
-                            spec.dilation, spec.kernel_size))
+        out_pad = tuple(i - (e - 2 * p) for i, e, p in
+                        zip(spec.in_size, window_extent(spec), spec.padding))
         return F.conv_transpose2d(grad_output, weight, None, spec.stride, spec.padding,
                                   out_pad, spec.groups, spec.dilation)
     g = F.conv_transpose2d(grad_output, weight, None, spec.stride, 0, 0, spec.groups,
@@ -72,7 +64,7 @@ def max_pool2d(x, spec):
         return y.contiguous(), idx.contiguous()
     # torch's indices path refuses padding over half the (undilated) kernel: pad with -inf
     # ourselves, then map the indices back to the unpadded plane.
-    (h, w), pads = spec.in_size, _pads(spec)
+    w, pads = spec.in_size[1], _pads(spec)
     xp = F.pad(x, pads, value=float("-inf"))
     y, idx = F.max_pool2d(xp, spec.kernel_size, spec.stride, 0, spec.dilation, False,
                           return_indices=True)

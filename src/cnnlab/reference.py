@@ -229,7 +229,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0,
     _checks.check_grad_output("conv_transpose2d_backward", grad_output,
                               ((n_batch, c_out) if batched else (c_out,)) + spec.in_size)
     (sh, sw), (dh, dw), (kh, kw) = spec.stride, spec.dilation, spec.kernel_size
-    (ph, pw), (h_out, w_out) = spec.padding, spec.in_size
+    ph, pw = spec.padding
     dy = _batch(grad_output.astype(np.float64))
     dy_full = zero_pad(dy, (ph, pw))                 # the cropped border: zero gradient
     x64, w64 = x.astype(np.float64), weight.astype(np.float64)
