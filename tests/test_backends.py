@@ -179,3 +179,24 @@ def test_expect_backends_guard_fails_the_session():
     assert r.returncode == 3, r.stdout + r.stderr
     assert "nosuch" in r.stdout + r.stderr
 
+
+
+def test_placement_rule_shared_by_the_commands():
+    """--device names a torch device: it selects torch, and refuses another backend."""
+    from cnnlab._dispatch import placement
+    assert placement("numpy", None) == ("numpy", None)
+    assert placement(None, None) == (cnnlab.get_backend(), None
+                                     if cnnlab.get_backend() != "torch" else "cpu")
+    with pytest.raises(ValueError, match="--device cpu needs --backend torch, not numpy"):
+        placement("numpy", "cpu")
+    if "torch" in cnnlab.backends():
+        assert placement(None, "cpu") == ("torch", "cpu")
+        assert placement("torch", None) == ("torch", "cpu")
+
+
+def test_predict_refuses_device_with_another_backend(capsys, tmp_path):
+    from cnnlab import predict
+    status = predict.main(["--checkpoint", str(tmp_path / "none.npz"), "--backend", "numpy",
+                           "--device", "cpu", "x.png"])
+    assert status != 0
+    assert "--device cpu needs --backend torch, not numpy" in capsys.readouterr().err

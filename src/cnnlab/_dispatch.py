@@ -18,7 +18,7 @@ import importlib
 import os
 from functools import lru_cache
 
-__all__ = ["backends", "get_backend", "set_backend", "use_backend"]
+__all__ = ["backends", "get_backend", "set_backend", "use_backend", "placement"]
 
 _MODULES = {"cython": "cnnlab._core", "numpy": "cnnlab._fallback", "torch": "cnnlab._torch"}
 
@@ -83,6 +83,30 @@ def use_backend(name: str):
         yield name
     finally:
         _current.reset(token)
+
+
+def placement(backend=None, device=None):
+    """(backend, torch device or None) for the commands' ``--backend`` / ``--device``.
+
+    A device is a torch device, so naming one selects the torch backend (another backend
+    with it is an error); the torch backend without a device runs on the CPU. NumPy
+    backends get None. Raises ValueError with a one-line reason."""
+    if device is not None:
+        if backend not in (None, "torch"):
+            raise ValueError(f"--device {device} needs --backend torch, not {backend}")
+        backend = "torch"
+    backend = backend or get_backend()
+    if backend not in backends():
+        raise ValueError(f"backend {backend!r} is not available here; available: "
+                         f"{', '.join(backends())}")
+    if backend != "torch":
+        return backend, None
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: CUDA is not available "
+                             "(torch.cuda.is_available() is False)")
+    return backend, device or "cpu"
 
 
 def is_tensor(a) -> bool:

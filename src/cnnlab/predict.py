@@ -8,14 +8,13 @@ image gets an error line on stderr; the others are still classified (exit status
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 import numpy as np
 
 from . import _array as A
 from . import checkpoint, data
-from ._dispatch import backends, use_backend
+from ._dispatch import placement, use_backend
 from .layers import softmax
 
 __all__ = ["predict_proba", "main"]
@@ -51,13 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    backend, device = placement(args.backend, args.device)   # arguments before files
     ckpt = checkpoint.load(args.checkpoint)
-    backend = args.backend or ("torch" if args.device else None)
-    if args.device and backend != "torch":
-        raise ValueError(f"--device needs --backend torch, not {backend}")
-    if backend is not None and backend not in backends():
-        raise ValueError(f"backend {backend!r} is not available; available: "
-                         f"{', '.join(backends())}")
     images, paths, status = [], [], 0
     for path in args.images:
         try:
@@ -70,11 +64,10 @@ def _run(args) -> int:
         return 1
     x = np.stack(images).astype(ckpt["dtype"])
     model = ckpt["model"]
-    if backend == "torch":
-        device = args.device or "cpu"
+    if device is not None:
         model.to(device)
         x = A.convert(x, device)
-    with (use_backend(backend) if backend else contextlib.nullcontext()):
+    with use_backend(backend):
         probs = predict_proba(model, x)
     names = ckpt["class_names"]
     width = max(len(p) for p in paths)

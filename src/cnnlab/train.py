@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _array as A
 from . import checkpoint, data, models, optim
-from ._dispatch import backends, get_backend, use_backend
+from ._dispatch import placement, use_backend
 from ._parallel import get_num_threads, set_num_threads
 from .layers import CrossEntropyLoss, Dropout
 
@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", choices=("cython", "numpy", "torch"),
                    help="kernels for NumPy arrays (default: cython where it was compiled, "
                         "else numpy; env CNNLAB_BACKEND)")
-    g.add_argument("--device", choices=("cpu", "cuda"), help="with --backend torch: where "
-                   "parameters and activations live (default cpu; cuda implies torch)")
+    g.add_argument("--device", choices=("cpu", "cuda"), help="a torch device for parameters "
+                   "and activations; selects the torch backend (which defaults to cpu)")
     g.add_argument("--threads", type=_positive(int), help=f"threads of the kernels (default "
                    f"{get_num_threads()})")
     g.add_argument("--out", metavar="DIR", help="folder for checkpoint.npz, metrics.json, "
@@ -355,26 +355,6 @@ def _settings(args, resume) -> dict:
     return s
 
 
-def _placement(args):
-    """(backend name, torch device or None for NumPy arrays)."""
-    backend = args.backend
-    if args.device == "cuda":
-        if backend not in (None, "torch"):
-            raise ValueError(f"--device cuda needs --backend torch, not {backend}")
-        backend = "torch"
-    backend = backend or get_backend()
-    if backend not in backends():
-        raise ValueError(f"backend {backend!r} is not available here; available: "
-                         f"{', '.join(backends())}")
-    if backend != "torch":
-        return backend, None
-    import torch
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available (torch.cuda.is_available() "
-                         "is False)")
-    return backend, args.device or "cpu"
-
-
 @contextlib.contextmanager
 def _threads(n: int, backend: str):
     """Use n threads in the kernels and torch inside the block; restore afterwards. BLAS
@@ -402,7 +382,7 @@ def _threads(n: int, backend: str):
 def _fit(args, log) -> int:
     resume = checkpoint.load(args.resume) if args.resume else None
     s = _settings(args, resume)
-    backend, device = _placement(args)
+    backend, device = placement(args.backend, args.device)
     out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume else "runs")
     os.makedirs(out, exist_ok=True)
     threads = args.threads or get_num_threads()
