@@ -58,6 +58,9 @@ CASES = [
                                                    ceil_mode=True, count_include_pad=False)),
     ("avg_pool2d", (1, 2, 5, 5), None, None, dict(kernel_size=(2, 3), padding=1,
                                                    divisor_override=4)),
+    ("linear", (4, 5), (3, 5), (3,), {}),
+    ("linear", (2, 3, 4), (2, 4), (2,), {}),                                  # (*, in)
+    ("linear", (5,), (3, 5), (3,), {}),                                       # 1-D input
 ]
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 

@@ -375,6 +375,30 @@ def first_taps(spec: PoolSpec):
                        spec.dilation, spec.out_size)
 
 
+# --------------------------------------------------------------------------- linear
+
+
+def linear_shapes(input_shape, weight_shape, bias_shape):
+    """Check a linear call: input (*, in_features), weight (out_features, in_features),
+    bias (out_features,) or None. Returns the leading dims ``*`` of input."""
+    if len(input_shape) == 0:
+        raise ArgumentError(f"both arguments to linear need to be at least 1D, but they are "
+                            f"0D and {len(weight_shape)}D")
+    if len(weight_shape) != 2:
+        raise ArgumentError(f"linear: expected a 2-D weight of shape (out_features, "
+                            f"in_features), but got weight of size {_size(weight_shape)}")
+    out_f, in_f = (int(v) for v in weight_shape)
+    if int(input_shape[-1]) != in_f:
+        rows = prod(input_shape[:-1])
+        raise ArgumentError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x"
+                            f"{int(input_shape[-1])} and {in_f}x{out_f})")
+    if bias_shape is not None and tuple(bias_shape) != (out_f,):
+        raise ArgumentError(f"Given weight of size {_size(weight_shape)}, expected bias to be "
+                            f"1-dimensional with {out_f} elements, but got bias of size "
+                            f"{_size(bias_shape)} instead")
+    return tuple(int(v) for v in input_shape[:-1])
+
+
 # --------------------------------------------------------------------------- public sizes
 
 

@@ -30,7 +30,7 @@ from cnnlab._parallel import get_num_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-           "openmp_enabled"]
+           "matmul", "openmp_enabled"]
 
 cdef extern from *:
     """
@@ -166,6 +166,71 @@ cdef inline void _gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
     else:
         dgemm(&transb, &transa, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
               &beta, c, &ldc)
+
+
+# --------------------------------------------------------------------------- matmul
+
+# Products with fewer multiply-adds than this run as one BLAS call on one thread; larger ones
+# are cut into one block of rows (or columns) per thread of this module's OpenMP pool. Either
+# way BLAS's own pool stays idle, so a training loop never has two pools fighting over cores.
+cdef Py_ssize_t _PARALLEL_GEMM = 1 << 18
+
+
+def matmul(a, b, trans_a, trans_b):
+    """C (M, N) = op(a) @ op(b) for 2-D C-contiguous a, b of one float dtype; op(a) is
+    a.T when trans_a (a is then (K, M)), op(b) is b.T when trans_b (b is then (N, K))."""
+    cdef bint ta = trans_a, tb = trans_b
+    cdef Py_ssize_t m = a.shape[1] if ta else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if ta else a.shape[1]
+    cdef Py_ssize_t n = b.shape[0] if tb else b.shape[1]
+    c = np.empty((m, n), a.dtype)
+    cdef int nt = _num_threads() if m * n * k >= _PARALLEL_GEMM else 1
+    guard = _unguarded if m * n * k < _TINY_GEMM else _one_blas_thread
+    with guard:
+        if a.dtype == np.float32:
+            _matmul[float](ta, tb, m, n, k, a, b, c, nt)
+        else:
+            _matmul[double](ta, tb, m, n, k, a, b, c, nt)
+    return c
+
+
+cdef int _matmul(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                 const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
+                 int n_threads) except -1:
+    cdef const floating* pa = NULL
+    cdef const floating* pb = NULL
+    if m == 0 or n == 0:
+        return 0
+    if k > 0:                        # else the product is zeros, and a, b have no elements
+        pa = &a[0, 0]
+        pb = &b[0, 0]
+    _matmul_run(ta, tb, <int> m, <int> n, <int> k, pa, pb, &c[0, 0], n_threads)
+    return 0
+
+
+cdef void _matmul_run(bint ta, bint tb, int m, int n, int k, const floating* a,
+                      const floating* b, floating* c, int n_threads) noexcept:
+    """Row-major C (m x n) = op(A) op(B), cut along the larger of m and n into one block
+    per thread (multiples of 16 rows or columns), each block one single-threaded GEMM."""
+    cdef int lda = m if ta else k
+    cdef int ldb = k if tb else n
+    cdef bint by_rows = m >= n
+    cdef int size = m if by_rows else n
+    cdef int step = (size + n_threads - 1) // n_threads
+    cdef int blocks, i, lo, hi
+    step = ((step + 15) // 16) * 16
+    blocks = (size + step - 1) // step
+    with nogil:
+        for i in prange(blocks, schedule='static', num_threads=blocks):
+            lo = i * step
+            hi = min(lo + step, size)
+            if by_rows:
+                _gemm(ta, tb, hi - lo, n, k, <floating> 1,
+                      a + (lo if ta else <Py_ssize_t> lo * lda), lda, b, ldb, <floating> 0,
+                      c + <Py_ssize_t> lo * n, n)
+            else:
+                _gemm(ta, tb, m, hi - lo, k, <floating> 1, a, lda,
+                      b + (<Py_ssize_t> lo * ldb if tb else lo), ldb, <floating> 0, c + lo, n)
 
 
 # --------------------------------------------------------------------------- convolution

@@ -12,6 +12,8 @@ The kernel contract (``_core``, ``_fallback`` and ``_torch`` all export exactly 
     max_pool2d_backward(grad_output, indices, spec) -> (N, C, H, W)
     avg_pool2d(x, spec) -> y
     avg_pool2d_backward(grad_output, spec) -> (N, C, H, W)
+    matmul(a, b, trans_a, trans_b) -> (M, N)            op(a) @ op(b), op(a) = a.T if trans_a
+        a 2-D (M, K) (or (K, M) when trans_a), b 2-D (K, N) (or (N, K) when trans_b)
 
 Operands arrive checked (``_checks``), 4-D, C-contiguous (possibly read-only), of one
 dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
@@ -30,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ._checks import first_taps, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
-           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul"]
 
 
 def _padded(x, spec, fill=0.0):
@@ -95,6 +97,10 @@ def conv2d_grad_weight(grad_output, x, spec):
 
 def bias_grad(grad_output):
     return grad_output.sum(axis=(0, 2, 3))
+
+
+def matmul(a, b, trans_a, trans_b):
+    return np.matmul(a.T if trans_a else a, b.T if trans_b else b)
 
 
 def _taps(spec):

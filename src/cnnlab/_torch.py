@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ._checks import first_taps, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
-           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul"]
 
 
 def _pads(spec):
@@ -55,6 +55,10 @@ def conv2d_grad_weight(grad_output, x, spec):
 
 def bias_grad(grad_output):
     return grad_output.sum(dim=(0, 2, 3))
+
+
+def matmul(a, b, trans_a, trans_b):
+    return torch.matmul(a.T if trans_a else a, b.T if trans_b else b)
 
 
 def max_pool2d(x, spec):

@@ -7,7 +7,9 @@ NumPy or torch as it came). Layout is NCHW; an unbatched input is (C, H, W).
 
 Backward functions take ``grad_output`` first, then exactly the forward's arguments
 (without ``bias`` and ``return_indices``), and return the gradients of the forward's inputs.
-conv_transpose2d is computed as the adjoint of conv2d, with the same three conv kernels.
+conv_transpose2d is computed as the adjoint of conv2d, with the same three conv kernels;
+linear is the twins' ``matmul`` kernel (on the compiled twin: cnnlab's own OpenMP threads,
+never BLAS's pool) plus the bias.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ __all__ = [
     "conv_transpose2d", "conv_transpose2d_backward",
     "max_pool2d", "max_pool2d_backward",
     "avg_pool2d", "avg_pool2d_backward",
+    "linear", "linear_backward",
     "conv2d_output_shape", "conv_transpose2d_output_shape", "pool2d_output_shape",
 ]
 
@@ -248,3 +251,46 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     g4 = _grad_output(op, grad_output, batched, tuple(x4.shape[:2]) + spec.out_size)
     call = _Call(op, g4, x4)  # input only decides the twin (and must match grad_output's kind)
     return call.out(call.twin.avg_pool2d_backward(call.arrays[0], spec), batched)
+
+
+# --------------------------------------------------------------------------- linear
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias``, as ``torch.nn.functional.linear``.
+
+    input (*, in_features), weight (out_features, in_features), bias (out_features,) or
+    None. Returns (*, out_features).
+    """
+    op = "linear"
+    check_floating(op, input=input, weight=weight, bias=bias)
+    lead = _checks.linear_shapes(input.shape, weight.shape,
+                                 None if bias is None else bias.shape)
+    rows = _checks.prod(lead)
+    call = _Call(op, input.reshape(rows, input.shape[-1]), weight, bias)
+    x, w, b = call.arrays
+    y = call.twin.matmul(x, w, False, True)
+    if b is not None:
+        y += b
+    return call.out(y.reshape(lead + (w.shape[0],)))
+
+
+def linear_backward(grad_output, input, weight):
+    """Gradients of :func:`linear`: ``(grad_input, grad_weight, grad_bias)``.
+
+    grad_output (*, out_features); grad_input has input's shape, grad_weight weight's,
+    grad_bias is (out_features,) (the gradient of a bias, whether or not the forward had one).
+    """
+    op = "linear_backward"
+    check_floating(op, input=input, weight=weight, grad_output=grad_output)
+    lead = _checks.linear_shapes(input.shape, weight.shape, None)
+    out_f = int(weight.shape[0])
+    check_grad_output(op, grad_output, lead + (out_f,))
+    rows = _checks.prod(lead)
+    call = _Call(op, grad_output.reshape(rows, out_f), input.reshape(rows, input.shape[-1]),
+                 weight)
+    g, x, w = call.arrays
+    t = call.twin
+    return (call.out(t.matmul(g, w, False, False).reshape(tuple(input.shape))),
+            call.out(t.matmul(g, x, True, False)),
+            call.out(t.bias_grad(g.reshape(rows, out_f, 1, 1))))

@@ -13,6 +13,7 @@ How the pieces fit::
     conv_transpose2d (+ _backward)      scatter x[n, ci, i, j] * w[ci] into the output
     max_pool2d / max_pool2d_backward    max of each window; backward through a max mask
     avg_pool2d / avg_pool2d_backward    mean of each window; backward distributes the value
+    linear / linear_backward            one dot product per (row, output feature)
 
 Signatures are exactly those of ``cnnlab.functional`` (and so of ``torch.nn.functional``):
 layout NCHW, input (N, C, H, W) or unbatched (C, H, W), same defaults. Inputs are NumPy
@@ -33,6 +34,7 @@ __all__ = [
     "conv_transpose2d", "conv_transpose2d_backward",
     "max_pool2d", "max_pool2d_backward",
     "avg_pool2d", "avg_pool2d_backward", "distribute_value",
+    "linear", "linear_backward",
 ]
 
 
@@ -417,3 +419,39 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
                     grad_x[n, c, rows, cols] += distribute_value(dy[n, c, oh, ow],
                                                                  window.shape, divisor)
     return _unbatch(grad_x.astype(input.dtype), batched)
+
+
+# --------------------------------------------------------------------------- linear
+
+
+def linear(input, weight, bias=None):
+    """y[..., o] = sum_i input[..., i] * weight[o, i] + bias[o]; input (*, in_features)."""
+    lead = _checks.linear_shapes(input.shape, weight.shape,
+                                 None if bias is None else bias.shape)
+    out_f, in_f = weight.shape
+    x = np.asarray(input, np.float64).reshape(_checks.prod(lead), in_f)
+    y = np.zeros((x.shape[0], out_f))
+    for r in range(x.shape[0]):
+        for o in range(out_f):
+            acc = 0.0 if bias is None else float(bias[o])
+            for i in range(in_f):
+                acc += x[r, i] * float(weight[o, i])
+            y[r, o] = acc
+    return y.reshape(lead + (out_f,)).astype(input.dtype)
+
+
+def linear_backward(grad_output, input, weight):
+    """(grad_input, grad_weight, grad_bias) of :func:`linear`, one loop per sum."""
+    rows = _checks.prod(_checks.linear_shapes(input.shape, weight.shape, None))
+    out_f, in_f = weight.shape
+    g = np.asarray(grad_output, np.float64).reshape(rows, out_f)
+    x = np.asarray(input, np.float64).reshape(rows, in_f)
+    gx, gw, gb = np.zeros(x.shape), np.zeros((out_f, in_f)), np.zeros(out_f)
+    for r in range(x.shape[0]):
+        for o in range(out_f):
+            gb[o] += g[r, o]
+            for i in range(in_f):
+                gx[r, i] += g[r, o] * float(weight[o, i])
+                gw[o, i] += g[r, o] * x[r, i]
+    dt = input.dtype
+    return gx.reshape(input.shape).astype(dt), gw.astype(dt), gb.astype(dt)
