@@ -29,6 +29,8 @@ from ._functions import __all__ as _function_names
 from . import autograd, cuda, functional, nn, optim, random
 from . import models
 from .summary import summary
+from .serialization import load, save
+from . import utils
 
 __version__ = "0.1.0"
 
@@ -46,5 +48,5 @@ __all__ = [
     "inference_mode", "is_grad_enabled", "Generator", "default_generator", "manual_seed",
     "seed", "initial_seed", "get_rng_state", "set_rng_state", "autograd", "cuda", "nn",
     "optim", "random", "float32", "float64", "float", "double", "int64", "long", "int32",
-    "int", "int16", "int8", "uint8", "bool",
+    "int", "int16", "int8", "uint8", "bool", "save", "load", "utils",
 ] + list(_function_names)
