@@ -127,16 +127,17 @@ def normalize(tensor: Tensor, mean, std, inplace: bool = False) -> Tensor:
         raise ValueError(f"Expected tensor to be a tensor image of size (..., C, H, W). Got "
                          f"tensor.size() = {tensor.size()}.")
     a = tensor._data
-    xp = ns(a)
-    m = xp.astype(xp.asarray(np.asarray(mean, np.float64), a), tensor.dtype)
-    s = xp.astype(xp.asarray(np.asarray(std, np.float64), a), tensor.dtype)
-    if bool((s == 0).any()):
+    dt = tensor.dtype.numpy
+    m, s = np.asarray(mean, dtype=dt), np.asarray(std, dtype=dt)
+    if (s == 0).any():
         raise ValueError(f"std evaluated to zero after conversion to {tensor.dtype}, leading "
                          f"to division by zero.")
     if m.ndim == 1:
         m = m.reshape(-1, 1, 1)
     if s.ndim == 1:
         s = s.reshape(-1, 1, 1)
+    if not isinstance(a, np.ndarray):       # the torch twin: the constants on its device
+        m, s = ns(a).asarray(m, a), ns(a).asarray(s, a)
     out = (a - m) / s
     if inplace:
         return tensor._set(out)
