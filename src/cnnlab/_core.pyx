@@ -650,6 +650,477 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
     return 0
 
 
+# --------------------------------------------------------------------------- cache sizes
+
+def _cache_bytes(level, default):
+    """Size in bytes of this CPU's data (or unified) cache of ``level``: sysconf, then
+    sysfs, else ``default``. Read once, at import; it sizes the kernels' work blocks."""
+    try:
+        n = os.sysconf(f"SC_LEVEL{level}_CACHE_SIZE" if level > 1 else "SC_LEVEL1_DCACHE_SIZE")
+        if n > 0:
+            return n
+    except (ValueError, OSError):
+        pass
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for d in sorted(os.listdir(base)):
+            with open(f"{base}/{d}/level") as f:
+                if int(f.read()) != level:
+                    continue
+            with open(f"{base}/{d}/type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(f"{base}/{d}/size") as f:
+                size = f.read().strip()
+            return int(size.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(size[-1], 0)
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+_L2_BYTES = _cache_bytes(2, 1 << 20)
+
+
+# --------------------------------------------------------------------------- Winograd
+
+# F(4x4, 3x3) (Lavin & Gray, 2016) for 3x3 stride-1 convolutions, interpolation points 0, 1,
+# -1, 1/2, -2 and infinity (half the float32 rounding error of 0, +-1, +-2). An output tile
+# of 4x4 is Y = A^T [U . V] A, with V = B^T d B the transform of its 6x6 input patch d (per
+# input channel) and U = G g G^T that of a 3x3 filter g (per output/input channel pair).
+# Summed over input channels, the 36 element-wise products are 36 GEMMs over a block of T
+# tiles, M[xi] (K x T) = U[xi] (K x C) @ V[xi] (C x T): 36 K C multiply-adds per tile where a
+# direct method does 144 K C. A work item is a block of tiles: its thread transforms the
+# input into V (36, C, T), runs the 36 GEMMs into M (36, K, T) and transforms M into the
+# output, adding the bias. The input gradient of a stride-1 3x3 convolution is the forward
+# convolution of grad_output with the flipped, transposed kernel (padding 2 - p): the same
+# code. The weight gradient is the transposed algorithm, gw = G^T [sum over tiles of
+# (A gy A^T) . (B^T d B)] G: per block 36 GEMMs (K x T) @ (T x C) added into the thread's
+# own partial sums, which are reduced in thread order. Transforms run on _LANES tiles (or
+# filters) at once, in loops over the lanes that the compiler vectorises.
+
+cdef enum:
+    _LANES = 16
+
+# A block's V and M buffers take at most half of L2; blocks hold at most 512 tiles. Layers
+# with fewer channels than 8 on either side stay on im2col (measured: bench/ops.py).
+cdef Py_ssize_t _wino_block_bytes = int(os.environ.get("CNNLAB_WINO_BLOCK_BYTES",
+                                                         _L2_BYTES // 2))
+cdef Py_ssize_t _WINO_MAX_BLOCK = int(os.environ.get("CNNLAB_WINO_MAX_BLOCK", 256))
+cdef Py_ssize_t _WINO_MIN_BLOCK = int(os.environ.get("CNNLAB_WINO_MIN_BLOCK", 64))
+cdef Py_ssize_t _WINO_MIN_CHANNELS = int(os.environ.get("CNNLAB_WINO_MIN_CHANNELS", 8))
+
+
+cdef struct Wino:
+    Py_ssize_t n, c, k       # images, input channels, output channels
+    Py_ssize_t h, w          # input plane
+    Py_ssize_t ho, wo        # output plane
+    Py_ssize_t ph, pw        # zero rows/columns before the input (may be negative)
+    Py_ssize_t tw, plane     # tiles per row of tiles, tiles per image
+    Py_ssize_t tiles         # n * plane
+    Py_ssize_t block         # tiles per work item, a multiple of _LANES
+    Py_ssize_t items         # work items
+
+
+cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t ph, Py_ssize_t pw,
+                         int n_threads, Py_ssize_t itemsize):
+    """Tiles of 4x4 outputs, in blocks whose V and M buffers fit half of L2 (at least
+    _LANES tiles), and at least two blocks per thread when the batch allows."""
+    cdef Wino p
+    cdef Py_ssize_t fit, even
+    p.n, p.c, p.k, p.h, p.w, p.ho, p.wo, p.ph, p.pw = n, c, k, h, w, ho, wo, ph, pw
+    p.tw = (wo + 3) // 4
+    p.plane = ((ho + 3) // 4) * p.tw
+    p.tiles = n * p.plane
+    fit = _wino_block_bytes // max(1, 36 * (c + k) * itemsize)
+    even = (p.tiles + 2 * n_threads - 1) // (2 * n_threads)
+    p.block = max(1, min(max(fit, _WINO_MIN_BLOCK), even, _WINO_MAX_BLOCK))
+    p.block = ((p.block + _LANES - 1) // _LANES) * _LANES
+    p.items = (p.tiles + p.block - 1) // p.block
+    return p
+
+
+cdef inline bint _winograd(const Conv* p) noexcept:
+    """A convolution the Winograd kernels take: 3x3, stride 1, no dilation, one group, and
+    enough channels on both sides for the GEMMs to pay for the transforms."""
+    return (p.kh == 3 and p.kw == 3 and p.sh == 1 and p.sw == 1 and p.dh == 1 and p.dw == 1
+            and p.groups == 1 and p.c_in >= _WINO_MIN_CHANNELS
+            and p.c_out >= _WINO_MIN_CHANNELS and min(p.h, p.w, p.ho, p.wo) >= 4)
+
+
+# The 1-D transforms, on _LANES lanes (tiles or filters side by side) at once: input i of
+# lane q is s[i*ss + q], output i goes to o[i*os + q]. Callers pass local arrays, so the
+# compiler knows they do not overlap and vectorises the fixed-length loops over the lanes.
+
+cdef inline void _bt6(const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    """B^T d: 6 -> 6."""
+    cdef floating h = 0.5, one5 = 1.5, two = 2, two5 = 2.5
+    cdef floating d0, d1, d2, d3, d4, d5
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        d0 = s[q]
+        d1 = s[ss + q]
+        d2 = s[2 * ss + q]
+        d3 = s[3 * ss + q]
+        d4 = s[4 * ss + q]
+        d5 = s[5 * ss + q]
+        o[q] = d0 - one5 * d1 - two * d2 + one5 * d3 + d4
+        o[os + q] = d4 - d1 + h * d2 + two5 * d3
+        o[2 * os + q] = d4 + d1 - two5 * d2 + h * d3
+        o[3 * os + q] = d4 - d2 + two * (d3 - d1)
+        o[4 * os + q] = d4 - d2 + h * (d1 - d3)
+        o[5 * os + q] = d1 - one5 * d2 - two * d3 + one5 * d4 + d5
+
+
+cdef inline void _at6(const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    """A^T m: 6 -> 4."""
+    cdef floating h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8
+    cdef floating m0, m3, m4, m5, a, b
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        m0 = s[q]
+        a = s[ss + q] + s[2 * ss + q]
+        b = s[ss + q] - s[2 * ss + q]
+        m3 = s[3 * ss + q]
+        m4 = s[4 * ss + q]
+        m5 = s[5 * ss + q]
+        o[q] = m0 + a + m3 + m4
+        o[os + q] = b + h * m3 - two * m4
+        o[2 * os + q] = a + q4 * m3 + four * m4
+        o[3 * os + q] = b + e8 * m3 - eight * m4 + m5
+
+
+cdef inline void _a4(const floating* s, Py_ssize_t ss, floating* o,
+                     Py_ssize_t os) noexcept nogil:
+    """A g: 4 -> 6 (grad_output tiles of the weight gradient)."""
+    cdef floating h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8
+    cdef floating g0, g1, g2, g3
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        g0 = s[q]
+        g1 = s[ss + q]
+        g2 = s[2 * ss + q]
+        g3 = s[3 * ss + q]
+        o[q] = g0
+        o[os + q] = (g0 + g2) + (g1 + g3)
+        o[2 * os + q] = (g0 + g2) - (g1 + g3)
+        o[3 * os + q] = g0 + h * g1 + q4 * g2 + e8 * g3
+        o[4 * os + q] = g0 - two * g1 + four * g2 - eight * g3
+        o[5 * os + q] = g3
+
+
+cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
+                     Py_ssize_t os) noexcept nogil:
+    """G g: 3 -> 6 (filters)."""
+    cdef floating third = 1.0 / 3.0, c16 = 16.0 / 15.0, c8 = 8.0 / 15.0, c4 = 4.0 / 15.0
+    cdef floating c2 = 2.0 / 15.0, c1 = 1.0 / 15.0
+    cdef floating g0, g1, g2
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        g0 = s[q]
+        g1 = s[ss + q]
+        g2 = s[2 * ss + q]
+        o[q] = g0
+        o[os + q] = third * (g0 + g1 + g2)
+        o[2 * os + q] = third * (g1 - g0 - g2)
+        o[3 * os + q] = -(c16 * g0 + c8 * g1 + c4 * g2)
+        o[4 * os + q] = c1 * g0 - c2 * g1 + c4 * g2
+        o[5 * os + q] = g2
+
+
+cdef inline void _gt6(const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    """G^T m: 6 -> 3 (the weight gradient's last step)."""
+    cdef floating third = 1.0 / 3.0, c16 = 16.0 / 15.0, c8 = 8.0 / 15.0, c4 = 4.0 / 15.0
+    cdef floating c2 = 2.0 / 15.0, c1 = 1.0 / 15.0
+    cdef floating m1, m2, m3, m4
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        m1 = s[ss + q]
+        m2 = s[2 * ss + q]
+        m3 = s[3 * ss + q]
+        m4 = s[4 * ss + q]
+        o[q] = s[q] + third * (m1 - m2) - c16 * m3 + c1 * m4
+        o[os + q] = third * (m1 + m2) - c8 * m3 - c2 * m4
+        o[2 * os + q] = third * (m1 - m2) - c4 * m3 + c4 * m4 + s[5 * ss + q]
+
+
+cdef inline void _rows_in(const floating* src, Py_ssize_t stride, Py_ssize_t rows,
+                          Py_ssize_t n, floating* d) noexcept nogil:
+    """d[r*_LANES + q] = src[r*stride + q] for r < rows, q < n (lanes >= n untouched)."""
+    cdef Py_ssize_t r, q
+    for r in range(rows):
+        for q in range(n):
+            d[r * _LANES + q] = src[r * stride + q]
+
+
+cdef inline void _rows_out(const floating* d, Py_ssize_t rows, Py_ssize_t n, floating* dst,
+                           Py_ssize_t stride) noexcept nogil:
+    """dst[r*stride + q] = d[r*_LANES + q] for r < rows, q < n."""
+    cdef Py_ssize_t r, q
+    for r in range(rows):
+        for q in range(n):
+            dst[r * stride + q] = d[r * _LANES + q]
+
+
+cdef struct Lanes:
+    Py_ssize_t n                 # lanes in use
+    Py_ssize_t row[_LANES]       # first output row of each tile
+    Py_ssize_t col[_LANES]       # first output column of each tile
+    Py_ssize_t at[_LANES]        # index of the tile's first patch element, in its image's
+                                 # first plane (negative or past the plane at borders)
+    int r0[_LANES]               # patch rows [r0, r1) and columns [c0, c1) that lie
+    int r1[_LANES]               # inside the plane
+    int c0[_LANES]
+    int c1[_LANES]
+    Py_ssize_t img[_LANES]       # image of each tile
+
+
+cdef inline void _lanes(const Wino* p, Py_ssize_t t0, Py_ssize_t n, Py_ssize_t top,
+                        Py_ssize_t left, Py_ssize_t h, Py_ssize_t w, Py_ssize_t size,
+                        Py_ssize_t channels, Lanes* ln) noexcept nogil:
+    """Tiles t0 .. t0+n-1 and their patches: ``size`` x ``size`` elements of planes h x w
+    (``channels`` per image), starting at row ``row - top``, column ``col - left``."""
+    cdef Py_ssize_t q, t, r, c
+    ln.n = n
+    for q in range(n):
+        t = t0 + q
+        ln.img[q] = t // p.plane
+        ln.row[q] = ((t % p.plane) // p.tw) * 4
+        ln.col[q] = (t % p.tw) * 4
+        r = ln.row[q] - top
+        c = ln.col[q] - left
+        ln.at[q] = ln.img[q] * channels * h * w + r * w + c
+        ln.r0[q] = <int> min(max(-r, 0), size)
+        ln.r1[q] = <int> max(min(h - r, size), ln.r0[q])
+        ln.c0[q] = <int> min(max(-c, 0), size)
+        ln.c1[q] = <int> max(min(w - c, size), ln.c0[q])
+
+
+cdef inline void _gather(const Lanes* ln, const floating* plane, Py_ssize_t w, int size,
+                         floating* d) noexcept nogil:
+    """d[(i*size + j)*_LANES + q] = plane[at_q + i*w + j] for the patch elements inside the
+    plane; d's other elements are left as they are (zero: set once per chunk of lanes)."""
+    cdef Py_ssize_t q, i, j
+    cdef const floating* src
+    for q in range(ln.n):
+        src = plane + ln.at[q]
+        if ln.r0[q] == 0 and ln.c0[q] == 0 and ln.r1[q] == size and ln.c1[q] == size:
+            for i in range(size):
+                for j in range(size):
+                    d[(i * size + j) * _LANES + q] = src[i * w + j]
+        else:
+            for i in range(ln.r0[q], ln.r1[q]):
+                for j in range(ln.c0[q], ln.c1[q]):
+                    d[(i * size + j) * _LANES + q] = src[i * w + j]
+
+
+cdef void _wino_patches(const Wino* p, const floating* src, bint gy, Py_ssize_t t0,
+                        Py_ssize_t nt, floating* v, Py_ssize_t ldv) noexcept nogil:
+    """Transformed patches of the tiles t0 + q (q < nt), v[(xi*C + c)*ldv + q]: of the input
+    (x (n, c, h, w); the 6x6 patch d of a tile's outputs, (B^T d B)[xi]) or, when ``gy``,
+    of grad_output (n, k, ho, wo; the tile's 4x4 outputs g, (A g A^T)[xi]). What lies
+    outside the plane is zero."""
+    cdef floating d[36 * _LANES]
+    cdef floating e[36 * _LANES]
+    cdef floating f[36 * _LANES]
+    cdef Lanes ln
+    cdef Py_ssize_t q0_, q0, c, i
+    cdef Py_ssize_t channels = p.k if gy else p.c
+    cdef Py_ssize_t h = p.ho if gy else p.h, w = p.wo if gy else p.w
+    cdef int size = 4 if gy else 6
+    for q0_ in range((nt + _LANES - 1) // _LANES):
+        q0 = q0_ * _LANES
+        _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0 if gy else p.ph,
+               0 if gy else p.pw, h, w, size, channels, &ln)
+        memset(d, 0, sizeof(d))          # what lies outside the plane, for every channel
+        for c in range(channels):
+            _gather(&ln, src + c * h * w, w, size, d)
+            for i in range(size):         # along each row i: d[i, j] -> e[i, xj]
+                if gy:
+                    _a4(d + i * 4 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
+                else:
+                    _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
+            for i in range(6):            # along each column xj: e[., xj] -> f[xi, xj]
+                if gy:
+                    _a4(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
+                else:
+                    _bt6(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
+            _rows_out(f, 36, ln.n, v + c * ldv + q0, channels * ldv)
+
+
+cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
+                       Py_ssize_t nt, const floating* bias, floating* y) noexcept nogil:
+    """y[img, k, row + i, col + j] = (A^T M A)[i, j] + bias[k] for the tiles t0 + q
+    (q < nt), M[xi] = m[(xi*K + k)*ldm + q]; clipped to the output plane."""
+    cdef floating d[36 * _LANES]
+    cdef floating e[24 * _LANES]
+    cdef floating o[16 * _LANES]
+    cdef Lanes ln
+    cdef Py_ssize_t q0_, q0, q, k, i, j, howo = p.ho * p.wo
+    cdef floating b
+    cdef floating* dst
+    memset(d, 0, sizeof(d))              # lanes past the last tile stay zero
+    for q0_ in range((nt + _LANES - 1) // _LANES):
+        q0 = q0_ * _LANES
+        _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0, 0, p.ho, p.wo, 4, p.k, &ln)
+        for k in range(p.k):
+            _rows_in(m + k * ldm + q0, p.k * ldm, 36, ln.n, d)
+            for j in range(6):            # along each column xj: d[., xj] -> e[i, xj]
+                _at6(d + j * _LANES, 6 * _LANES, e + j * _LANES, 6 * _LANES)
+            for i in range(4):            # along each row i: e[i, .] -> o[i, j]
+                _at6(e + i * 6 * _LANES, _LANES, o + i * 4 * _LANES, _LANES)
+            b = 0 if bias == NULL else bias[k]
+            for q in range(ln.n):
+                dst = y + k * howo + ln.at[q]
+                for i in range(ln.r1[q]):
+                    for j in range(ln.c1[q]):
+                        dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
+
+
+cdef void _wino_filters(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
+                        floating* u, int n_threads) noexcept nogil:
+    """u[(xi*k + o)*c + i] = (G g G^T)[xi] for the filter g of output o, input i: wt[o, i]
+    (wt is (k, c, 3, 3)), or when ``flip`` wt[i, o] rotated by 180 degrees (wt is
+    (c, k, 3, 3): the input gradient's convolution)."""
+    cdef Py_ssize_t o
+    for o in prange(k, schedule='static', num_threads=n_threads):
+        _wino_filters_of(wt, k, c, flip, u, o)
+
+
+cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
+                           floating* u, Py_ssize_t o) noexcept nogil:
+    """_wino_filters for output channel o."""
+    cdef floating g[9 * _LANES]
+    cdef floating e[18 * _LANES]
+    cdef floating f[36 * _LANES]
+    cdef Py_ssize_t i0_, i0, q, n, a
+    memset(g, 0, sizeof(g))              # lanes past the last filter stay zero
+    for i0_ in range((c + _LANES - 1) // _LANES):
+        i0 = i0_ * _LANES
+        n = min(<Py_ssize_t> _LANES, c - i0)
+        for q in range(n):
+            for a in range(9):
+                if flip:
+                    g[a * _LANES + q] = wt[((i0 + q) * k + o) * 9 + 8 - a]
+                else:
+                    g[a * _LANES + q] = wt[(o * c + i0 + q) * 9 + a]
+        for a in range(3):                # along each row a: g[a, .] -> e[a, xj]
+            _g3(g + a * 3 * _LANES, _LANES, e + a * 6 * _LANES, _LANES)
+        for a in range(6):                # along each column xj: e[., xj] -> f[xi, xj]
+            _g3(e + a * _LANES, 6 * _LANES, f + a * _LANES, 6 * _LANES)
+        _rows_out(f, 36, n, u + o * c + i0, k * c)
+
+
+cdef void _wino_weights_of(const floating* part, Py_ssize_t k, Py_ssize_t c, Py_ssize_t o,
+                           floating* gw) noexcept nogil:
+    """gw[o, i] (3x3) = G^T M G for each input i, M[xi] = part[(xi*k + o)*c + i]."""
+    cdef floating d[36 * _LANES]
+    cdef floating e[18 * _LANES]
+    cdef floating f[9 * _LANES]
+    cdef Py_ssize_t i0_, i0, q, n, a
+    memset(d, 0, sizeof(d))              # lanes past the last filter stay zero
+    for i0_ in range((c + _LANES - 1) // _LANES):
+        i0 = i0_ * _LANES
+        n = min(<Py_ssize_t> _LANES, c - i0)
+        _rows_in(part + o * c + i0, k * c, 36, n, d)
+        for a in range(6):                # along each column xj: d[., xj] -> e[a, xj]
+            _gt6(d + a * _LANES, 6 * _LANES, e + a * _LANES, 6 * _LANES)
+        for a in range(3):                # along each row a: e[a, .] -> f[a, b]
+            _gt6(e + a * 6 * _LANES, _LANES, f + a * 3 * _LANES, _LANES)
+        for q in range(n):
+            for a in range(9):
+                gw[(o * c + i0 + q) * 9 + a] = f[a * _LANES + q]
+
+
+cdef int _wino_conv(Wino p, const floating* x, const floating* u, const floating* bias,
+                    floating* y, int n_threads) except -1:
+    """y (n, k, ho, wo) = the convolution of x (n, c, h, w) with the transformed filters
+    u (36, k, c), plus bias (k,) or NULL."""
+    cdef Py_ssize_t item, t0, nt, xi
+    cdef Py_ssize_t ldb = p.block
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
+    cdef floating* v
+    cdef floating* m
+    if p.items == 0:
+        return 0
+    v = m = NULL                        # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=threads):
+        v = <floating*> malloc(36 * p.c * ldb * sizeof(floating))
+        m = <floating*> malloc(36 * p.k * ldb * sizeof(floating))
+        if v == NULL or m == NULL:
+            failed_p[0] = 1
+        for item in prange(p.items, schedule='static'):
+            if v == NULL or m == NULL:
+                continue
+            t0 = item * ldb
+            nt = min(ldb, p.tiles - t0)
+            _wino_patches(&p, x, False, t0, nt, v, ldb)
+            for xi in range(36):
+                _gemm(False, False, <int> p.k, <int> nt, <int> p.c, <floating> 1,
+                      u + xi * p.k * p.c, <int> p.c, v + xi * p.c * ldb, <int> ldb,
+                      <floating> 0, m + xi * p.k * ldb, <int> ldb)
+            _wino_output(&p, m, ldb, t0, nt, bias, y)
+        free(v)
+        free(m)
+    if failed:
+        raise MemoryError("conv2d: cannot allocate the Winograd buffers")
+    return 0
+
+
+cdef int _wino_grad_weight(Wino p, const floating* gy, const floating* x, floating* part,
+                           floating* gw, int n_threads) except -1:
+    """gw (k, c, 3, 3) of the convolution of x (n, c, h, w) giving grad_output gy
+    (n, k, ho, wo). ``part`` holds one zeroed (36, k, c) partial sum per thread."""
+    cdef Py_ssize_t item, t0, nt, xi, o, size = 36 * p.k * p.c, q
+    cdef Py_ssize_t ldb = p.block
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
+    cdef int t
+    cdef floating* v
+    cdef floating* z
+    cdef floating* mine
+    if size == 0:
+        return 0
+    if p.items == 0:
+        memset(gw, 0, p.k * p.c * 9 * sizeof(floating))
+        return 0
+    v = z = mine = NULL                 # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=threads):
+        v = <floating*> malloc(36 * p.c * ldb * sizeof(floating))
+        z = <floating*> malloc(36 * p.k * ldb * sizeof(floating))
+        mine = part + threadid() * size
+        if v == NULL or z == NULL:
+            failed_p[0] = 1
+        for item in prange(p.items, schedule='static'):
+            if v == NULL or z == NULL:
+                continue
+            t0 = item * ldb
+            nt = min(ldb, p.tiles - t0)
+            _wino_patches(&p, x, False, t0, nt, v, ldb)
+            _wino_patches(&p, gy, True, t0, nt, z, ldb)
+            for xi in range(36):
+                _gemm(False, True, <int> p.k, <int> p.c, <int> nt, <floating> 1,
+                      z + xi * p.k * ldb, <int> ldb, v + xi * p.c * ldb, <int> ldb,
+                      <floating> 1, mine + xi * p.k * p.c, <int> p.c)
+        free(v)
+        free(z)
+    if failed:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the Winograd buffers")
+    with nogil:
+        for t in range(1, threads):      # in thread order: deterministic for a thread count
+            for q in range(size):
+                part[q] += part[t * size + q]
+        for o in range(p.k):
+            _wino_weights_of(part, p.k, p.c, o, gw)
+    return 0
+
+
 # Typed entry points: C-contiguous memoryviews (``const`` lets read-only arrays in) checked
 # by Cython on the way in, then raw pointers. A pointer is only taken of a non-empty view.
 
@@ -682,10 +1153,52 @@ cdef int _conv2d_grad_weight(Conv p, const floating[:, :, :, ::1] gy,
     return _conv2d_grad_weight_run(p, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
 
 
+cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
+                        bint flip, const floating[::1] b, floating[:, :, ::1] u,
+                        floating[:, :, :, ::1] y, int nt) except -1:
+    cdef const floating* w = _ptr(wt)
+    with nogil:
+        _wino_filters(w, q.k, q.c, flip, &u[0, 0, 0], nt)
+    return _wino_conv(q, _ptr(x), &u[0, 0, 0], &b[0] if b.shape[0] else NULL, _wptr(y), nt)
+
+
+cdef int _winograd_grad_weight(Wino q, const floating[:, :, :, ::1] gy,
+                               const floating[:, :, :, ::1] x, floating[:, :, :, ::1] part,
+                               floating[:, :, :, ::1] gw, int nt) except -1:
+    return _wino_grad_weight(q, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
+
+
+def _algorithm(x_shape, Py_ssize_t c_out, spec):
+    """'winograd' or 'im2col': how conv2d computes a convolution of input shape ``x_shape``
+    (N, C_in, H, W) into ``c_out`` channels (its gradients use the same)."""
+    cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
+    return "winograd" if _winograd(&p) else "im2col"
+
+
+def _winograd_forward(x, weight, bias, bint flip, Py_ssize_t c_out, Py_ssize_t ho,
+                      Py_ssize_t wo, Py_ssize_t ph, Py_ssize_t pw):
+    """The Winograd convolution of x (N, C, H, W) into (N, c_out, ho, wo): with weight
+    (c_out, C, 3, 3), or with (C, c_out, 3, 3) flipped and transposed when ``flip``."""
+    nt = _num_threads()
+    cdef Wino q = _wino_geometry(x.shape[0], x.shape[1], c_out, x.shape[2], x.shape[3], ho,
+                                 wo, ph, pw, nt, x.itemsize)
+    y = np.empty((q.n, q.k, q.ho, q.wo), x.dtype)
+    u = np.empty((36, q.k, q.c), x.dtype)
+    b = np.empty(0, x.dtype) if bias is None else bias
+    with _one_blas_thread:
+        if x.dtype == np.float32:
+            _winograd_conv[float](q, x, weight, flip, b, u, y, nt)
+        else:
+            _winograd_conv[double](q, x, weight, flip, b, u, y, nt)
+    return y
+
+
 def conv2d(x, weight, bias, spec):
     """y (N, C_out, H_out, W_out) = conv2d of x (N, C_in, H, W) with weight
     (C_out, C_in/groups, kH, kW) plus bias (C_out,) or None."""
     cdef Conv p = _conv_geometry(tuple(x.shape), weight.shape[0], spec)
+    if _winograd(&p):
+        return _winograd_forward(x, weight, bias, False, p.c_out, p.ho, p.wo, p.ph, p.pw)
     _tiles_forward(&p)
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     b = np.zeros(p.c_out, x.dtype) if bias is None else bias
@@ -704,6 +1217,9 @@ def conv2d_grad_input(grad_output, weight, spec):
     h, w = spec.in_size
     cdef Conv p = _conv_geometry((grad_output.shape[0], weight.shape[1] * spec.groups, h, w),
                                  weight.shape[0], spec)
+    if _winograd(&p):          # the forward convolution with the flipped kernel
+        return _winograd_forward(grad_output, weight, None, True, p.c_in, p.h, p.w,
+                                 2 - p.ph, 2 - p.pw)
     _tiles_grad_input(&p)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
@@ -719,6 +1235,19 @@ def conv2d_grad_weight(grad_output, x, spec):
     """Gradient (C_out, C_in/groups, kH, kW) of conv2d with respect to its weight;
     grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W)."""
     cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
+    cdef Wino q
+    if _winograd(&p):
+        nt = _num_threads()
+        q = _wino_geometry(p.n, p.c_in, p.c_out, p.h, p.w, p.ho, p.wo, p.ph, p.pw, nt,
+                           x.itemsize)
+        gw = np.empty((p.c_out, p.c_in, 3, 3), x.dtype)
+        part = np.zeros((max(1, min(nt, q.items)), 36, p.c_out, p.c_in), x.dtype)
+        with _one_blas_thread:
+            if x.dtype == np.float32:
+                _winograd_grad_weight[float](q, grad_output, x, part, gw, nt)
+            else:
+                _winograd_grad_weight[double](q, grad_output, x, part, gw, nt)
+        return gw
     _tiles_grad_weight(&p)
     gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)
     nt = _num_threads()
