@@ -484,3 +484,13 @@ def check_gemm_sizes(spec: ConvSpec, c_in: int, c_out: int) -> None:
             raise ArgumentError(f"{what} = {value} is too large for the compiled twin's BLAS "
                                 f"(C int, at most {INT_MAX}); the 'numpy' and 'torch' backends "
                                 "compute it")
+
+
+def check_matmul_sizes(m: int, n: int, k: int) -> None:
+    """The compiled twin's matmul (M x K) @ (K x N) fits BLAS's C ``int`` sizes, else
+    ArgumentError; the 'numpy' and 'torch' backends compute larger products."""
+    for what, value in (("rows M", m), ("columns N", n), ("inner size K", k)):
+        if value > INT_MAX:
+            raise ArgumentError(f"matmul: the {what} = {value} is too large for the compiled "
+                                f"twin's BLAS (C int, at most {INT_MAX}); the 'numpy' and "
+                                "'torch' backends compute it")

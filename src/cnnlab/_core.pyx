@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from cnnlab._checks import check_gemm_sizes, check_buffer
+from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes
 from cnnlab._parallel import get_num_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
@@ -189,6 +189,7 @@ def matmul(a, b, trans_a, trans_b):
     cdef Py_ssize_t m = a.shape[1] if ta else a.shape[0]
     cdef Py_ssize_t k = a.shape[0] if ta else a.shape[1]
     cdef Py_ssize_t n = b.shape[0] if tb else b.shape[1]
+    check_matmul_sizes(m, n, k)
     c = np.empty((m, n), a.dtype)
     cdef int nt = _num_threads() if m * n * k >= _PARALLEL_GEMM else 1
     guard = _unguarded if m * n * k < _TINY_GEMM else _one_blas_thread
