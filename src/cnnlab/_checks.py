@@ -126,6 +126,14 @@ def _pair(value, name: str) -> Pair:
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
+def _check_planes(input_shape) -> None:
+    """torch's rule: input planes without rows or columns only in an empty batch."""
+    n, c, h, w = (int(v) for v in input_shape)
+    if n and c and not (h and w):
+        raise ArgumentError("Only zero batch or zero channel inputs are supported, but got "
+                            f"input shape: {_size(input_shape)}")
+
+
 def _conv_out(size: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
     return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
 
@@ -246,6 +254,7 @@ def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dila
         raise ArgumentError(f"Calculated padded input size per channel: ({padded[0]} x "
                             f"{padded[1]}). Kernel size: ({eff[0]} x {eff[1]}). Kernel size "
                             f"can't be greater than actual input size")
+    _check_planes(input_shape)
     out = (_conv_out(h, kh, s[0], p0[0], p1[0], d[0]), _conv_out(w, kw, s[1], p0[1], p1[1], d[1]))
     return ConvSpec(s, p0, d, g, (kh, kw), (h, w), out)
 
@@ -295,6 +304,7 @@ def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, paddi
     if min(kh, kw) <= 0:
         raise ArgumentError(f"{op}: kernel size must be positive, got weight of size "
                             f"{_size(weight_shape)}")
+    _check_planes(input_shape)
     out = conv_transpose2d_output_shape((h, w), (kh, kw), s, p, op_, d)
     if min(out) < 1:
         raise ArgumentError(f"Given input size per channel: ({h} x {w}). Calculated output size "
@@ -435,3 +445,52 @@ def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilatio
 
 def prod(shape) -> int:
     return int(math.prod(int(s) for s in shape))
+
+
+# --------------------------------------------------------------------------- kernel limits
+
+#: BLAS takes its matrix sizes and leading dimensions as C ``int``.
+INT_MAX = 2**31 - 1
+#: The most bytes an array or buffer may have: NumPy's limit, and a ``size_t`` the kernels
+#: can compute without overflow.
+MAX_BYTES = 2**63 - 1
+
+
+def check_buffer(what: str, shape, itemsize: int) -> None:
+    """``shape`` of ``itemsize``-byte elements is addressable (at most MAX_BYTES), else
+    ArgumentError naming ``what`` and its size. Zero-length axes count as 1, as in NumPy."""
+    n = math.prod(max(1, int(s)) for s in shape) * int(itemsize)
+    if n > MAX_BYTES:
+        raise ArgumentError(f"{what} would have size {_size(shape)} ({n} bytes), more than "
+                            f"{MAX_BYTES} bytes can be addressed")
+
+
+def check_gemm_sizes(spec: ConvSpec, c_in: int, c_out: int) -> None:
+    """The compiled twin's GEMMs fit BLAS's C ``int`` sizes (INT_MAX), else ArgumentError.
+
+    The compiled twin multiplies (C_out/groups x K) by (K x columns), K = C_in/groups*kH*kW,
+    with the plane of the convolution's output (conv2d's output, conv_transpose2d's input)
+    as the leading dimension; tiles keep the columns below that plane's size. It chooses to
+    refuse, rather than split, a GEMM that would not fit: only planes of 2**31 pixels or
+    more, or weights with 2**31 rows or columns per group, get here, and the NumPy and torch
+    twins compute those.
+    """
+    g, (kh, kw), (ho, wo) = spec.groups, spec.kernel_size, spec.out_size
+    for what, value in (("the output channels per group C_out/groups", c_out // g),
+                        ("the column-matrix rows C_in/groups*kH*kW", c_in // g * kh * kw),
+                        ("the plane H_out*W_out of the convolution's output (conv_transpose2d's "
+                         "input)", ho * wo)):
+        if value > INT_MAX:
+            raise ArgumentError(f"{what} = {value} is too large for the compiled twin's BLAS "
+                                f"(C int, at most {INT_MAX}); the 'numpy' and 'torch' backends "
+                                "compute it")
+
+
+def check_matmul_sizes(m: int, n: int, k: int) -> None:
+    """The compiled twin's matmul (M x K) @ (K x N) fits BLAS's C ``int`` sizes, else
+    ArgumentError; the 'numpy' and 'torch' backends compute larger products."""
+    for what, value in (("rows M", m), ("columns N", n), ("inner size K", k)):
+        if value > INT_MAX:
+            raise ArgumentError(f"matmul: the {what} = {value} is too large for the compiled "
+                                f"twin's BLAS (C int, at most {INT_MAX}); the 'numpy' and "
+                                "'torch' backends compute it")

@@ -17,6 +17,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
+from libc.limits cimport INT_MAX
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -26,6 +27,7 @@ import threading
 
 import numpy as np
 
+from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes
 from cnnlab._parallel import get_num_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
@@ -142,30 +144,34 @@ cdef bint _blas_small_kernels() noexcept:
     return _small_kernels
 
 
-cdef inline void _gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
-                       const floating* a, int lda, const floating* b, int ldb,
-                       floating beta, floating* c, int ldc) noexcept nogil:
+cdef inline void _gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       floating alpha, const floating* a, Py_ssize_t lda, const floating* b,
+                       Py_ssize_t ldb, floating beta, floating* c,
+                       Py_ssize_t ldc) noexcept nogil:
     """Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C; op(A) is m x k, op(B) k x n.
 
     Column-major BLAS sees a row-major matrix as its transpose, so it computes
     C^T = op(B)^T op(A)^T: the operands are swapped (scikit-learn's _cython_blas trick).
+    BLAS takes C ``int`` sizes: the callers' sizes were checked to fit (``gemm_limits``).
     """
     cdef char transa = b'T' if ta else b'N'
     cdef char transb = b'T' if tb else b'N'
-    cdef int i, j
+    cdef Py_ssize_t i, j
+    cdef int im = <int> m, jn = <int> n, kk = <int> k
+    cdef int la = <int> lda, lb = <int> ldb, lc = <int> ldc
     if m <= 0 or n <= 0:
         return
     if k <= 0:                       # BLAS refuses lda = 0; the product is empty
         for i in range(m):
             for j in range(n):
-                c[<Py_ssize_t> i * ldc + j] = 0 if beta == 0 else beta * c[<Py_ssize_t> i * ldc + j]
+                c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
         return
     if floating is float:
-        sgemm(&transb, &transa, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda,
-              &beta, c, &ldc)
+        sgemm(&transb, &transa, &jn, &im, &kk, &alpha, <float*> b, &lb, <float*> a, &la,
+              &beta, c, &lc)
     else:
-        dgemm(&transb, &transa, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
-              &beta, c, &ldc)
+        dgemm(&transb, &transa, &jn, &im, &kk, &alpha, <double*> b, &lb, <double*> a, &la,
+              &beta, c, &lc)
 
 
 # --------------------------------------------------------------------------- matmul
@@ -183,6 +189,7 @@ def matmul(a, b, trans_a, trans_b):
     cdef Py_ssize_t m = a.shape[1] if ta else a.shape[0]
     cdef Py_ssize_t k = a.shape[0] if ta else a.shape[1]
     cdef Py_ssize_t n = b.shape[0] if tb else b.shape[1]
+    check_matmul_sizes(m, n, k)
     c = np.empty((m, n), a.dtype)
     cdef int nt = _num_threads() if m * n * k >= _PARALLEL_GEMM else 1
     guard = _unguarded if m * n * k < _TINY_GEMM else _one_blas_thread
@@ -236,15 +243,15 @@ cdef void _matmul_run(bint ta, bint tb, int m, int n, int k, const floating* a,
 # --------------------------------------------------------------------------- convolution
 
 cdef struct Conv:
-    int n, c_in, h, w, c_out, groups, cg, og, kh, kw
-    int sh, sw, ph, pw, dh, dw, ho, wo
-    int k                # rows of the column matrix: cg * kh * kw
-    int rows             # output rows per tile
-    int tiles            # tiles per image
+    Py_ssize_t n, c_in, h, w, c_out, groups, cg, og, kh, kw
+    Py_ssize_t sh, sw, ph, pw, dh, dw, ho, wo
+    Py_ssize_t k         # rows of the column matrix: cg * kh * kw
+    Py_ssize_t rows      # output rows per tile
+    Py_ssize_t tiles     # tiles per image
     bint direct          # 1x1, stride 1, no padding: the input is its own column matrix
 
 
-cdef Conv _conv_geometry(tuple shape, int c_out, spec):
+cdef Conv _conv_geometry(tuple shape, Py_ssize_t c_out, spec):
     cdef Conv p
     p.n, p.c_in, p.h, p.w = shape
     p.c_out = c_out
@@ -258,7 +265,8 @@ cdef Conv _conv_geometry(tuple shape, int c_out, spec):
     p.og = p.c_out // p.groups
     p.k = p.cg * p.kh * p.kw
     p.direct = (p.kh == 1 and p.kw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0
-                and p.pw == 0 and p.ho == p.h and p.wo == p.w)
+                and p.pw == 0 and p.ho == p.h and p.wo == p.w
+                and p.h * p.w <= INT_MAX)     # the plane is a GEMM's leading dimension
     p.rows = p.ho
     p.tiles = 1
     return p
@@ -287,10 +295,21 @@ cdef object _blas_guard(const Conv* p):
 
 cdef void _set_tiles(Conv* p, Py_ssize_t rows) noexcept:
     """Balanced tiles of at most ``rows`` output rows."""
+    if p.ho <= 0:                   # no output rows: no tiles (and no division by 0)
+        p.rows = 1
+        p.tiles = 0
+        return
     rows = max(1, min(rows, p.ho))
-    p.tiles = <int> ((p.ho + rows - 1) // rows)
+    p.tiles = (p.ho + rows - 1) // rows
     p.rows = (p.ho + p.tiles - 1) // p.tiles
     p.tiles = (p.ho + p.rows - 1) // p.rows
+
+
+cdef _check_columns(const Conv* p, Py_ssize_t itemsize):
+    """Each thread's column buffer (K x one tile) fits a size_t of bytes."""
+    if not p.direct:
+        check_buffer("the im2col buffer (C_in/groups*kH*kW x one tile of output rows)",
+                     (p.k, p.rows * p.wo), itemsize)
 
 
 cdef inline Py_ssize_t _rows_for(const Conv* p, Py_ssize_t columns) noexcept:
@@ -327,10 +346,11 @@ cdef void _tiles_grad_weight(Conv* p) noexcept:
     _set_tiles(p, min(262144 // per_row, _rows_for(p, 1024)))
 
 
-cdef inline void _col_span(const Conv* p, int j, int* lo, int* hi) noexcept nogil:
+cdef inline void _col_span(const Conv* p, Py_ssize_t j, Py_ssize_t* lo,
+                           Py_ssize_t* hi) noexcept nogil:
     """Output columns [lo, hi) whose tap j reads inside the input row."""
-    cdef int iw0 = j * p.dw - p.pw
-    cdef int a = 0, b
+    cdef Py_ssize_t iw0 = j * p.dw - p.pw
+    cdef Py_ssize_t a = 0, b
     if iw0 < 0:
         a = (-iw0 + p.sw - 1) // p.sw
     b = 0 if p.w - 1 - iw0 < 0 else (p.w - 1 - iw0) // p.sw + 1
@@ -353,26 +373,27 @@ cdef inline void _zero(floating* d, Py_ssize_t n) noexcept nogil:
         memset(d, 0, n * sizeof(floating))
 
 
-cdef inline void _zero_edges(floating* d, int rows, int width, int lo, int hi) noexcept nogil:
+cdef inline void _zero_edges(floating* d, Py_ssize_t rows, Py_ssize_t width, Py_ssize_t lo,
+                             Py_ssize_t hi) noexcept nogil:
     """Zero columns [0, lo) and [hi, width) of ``rows`` rows of ``width`` (column by column:
     a few stores each, where a memset call per row would cost more than the stores)."""
-    cdef int r, q
+    cdef Py_ssize_t r, q
     for q in range(lo):
         for r in range(rows):
-            d[<Py_ssize_t> r * width + q] = 0
+            d[r * width + q] = 0
     for q in range(hi, width):
         for r in range(rows):
-            d[<Py_ssize_t> r * width + q] = 0
+            d[r * width + q] = 0
 
 
-cdef void _im2col(const Conv* p, const floating* x, int r0, int r1,
+cdef void _im2col(const Conv* p, const floating* x, Py_ssize_t r0, Py_ssize_t r1,
                   floating* col) noexcept nogil:
     """Columns of output rows [r0, r1) from one group's input x (cg, h, w):
     col[(c*kh + i)*kw + j, (oh - r0)*wo + ow] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
     (zero outside the input)."""
     cdef Py_ssize_t t = <Py_ssize_t> (r1 - r0) * p.wo, hw = <Py_ssize_t> p.h * p.w
     cdef Py_ssize_t off, q0, q1, s0, s1, base
-    cdef int c, i, j, oh, ih, ow, lo, hi, iw0, a, b
+    cdef Py_ssize_t c, i, j, oh, ih, ow, lo, hi, iw0, a, b
     cdef floating* d
     cdef const floating* s
     for c in range(p.cg):
@@ -421,14 +442,14 @@ cdef void _im2col(const Conv* p, const floating* x, int r0, int r1,
                     d += p.wo
 
 
-cdef void _col2im(const Conv* p, floating* col, int r0, int r1, int nc,
+cdef void _col2im(const Conv* p, floating* col, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nc,
                   floating* x) noexcept nogil:
     """The adjoint of _im2col: add the columns of output rows [r0, r1) into x (nc, h, w)
     (``nc`` channels: all of a group's or a block of them). ``col`` is scratch: the flat
     path zeroes its entries that fall outside the input."""
     cdef Py_ssize_t t = <Py_ssize_t> (r1 - r0) * p.wo, hw = <Py_ssize_t> p.h * p.w
     cdef Py_ssize_t off, s0, s1, base, q
-    cdef int c, i, j, oh, ih, ow, lo, hi, iw0, a, b
+    cdef Py_ssize_t c, i, j, oh, ih, ow, lo, hi, iw0, a, b
     cdef floating* s
     cdef floating* d
     for c in range(nc):
@@ -464,15 +485,15 @@ cdef void _col2im(const Conv* p, floating* col, int r0, int r1, int nc,
 
 
 cdef struct Tile:
-    int n, g, r0, nr     # image, group, first output row, output rows
+    Py_ssize_t n, g, r0, nr     # image, group, first output row, output rows
 
 
 cdef inline Tile _tile(const Conv* p, Py_ssize_t item) noexcept nogil:
     """Work item -> its tile of the (image, group, tile of output rows) grid."""
     cdef Tile t
-    t.n = <int> (item // (p.groups * p.tiles))
-    t.g = <int> ((item // p.tiles) % p.groups)
-    t.r0 = <int> (item % p.tiles) * p.rows
+    t.n = item // (p.groups * p.tiles)
+    t.g = (item // p.tiles) % p.groups
+    t.r0 = (item % p.tiles) * p.rows
     t.nr = min(p.rows, p.ho - t.r0)
     return t
 
@@ -481,14 +502,14 @@ cdef inline const floating* _columns(const Conv* p, const floating* x, Tile t,
                                      floating* col) noexcept nogil:
     """Tile t's column matrix (k rows, leading dimension ``_ld``): x itself for a direct
     convolution, else its im2col copy in ``col``."""
-    cdef const floating* src = x + (<Py_ssize_t> t.n * p.c_in + t.g * p.cg) * p.h * p.w
+    cdef const floating* src = x + (t.n * p.c_in + t.g * p.cg) * p.h * p.w
     if p.direct:
         return src + t.r0 * p.wo
     _im2col(p, src, t.r0, t.r0 + t.nr, col)
     return col
 
 
-cdef inline int _ld(const Conv* p, Tile t) noexcept nogil:
+cdef inline Py_ssize_t _ld(const Conv* p, Tile t) noexcept nogil:
     return p.h * p.w if p.direct else t.nr * p.wo
 
 
@@ -500,7 +521,7 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int o, ldb
+    cdef Py_ssize_t o, ldb
     cdef Tile tl
     cdef floating* col
     cdef const floating* bmat
@@ -513,7 +534,7 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
     with nogil, parallel(num_threads=nt):
         col = NULL
         if not p.direct:
-            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
         for item in prange(items, schedule='static'):
@@ -522,14 +543,13 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
             tl = _tile(&p, item)         # assigned here, so thread-private
             bmat = _columns(&p, x, tl, col)
             ldb = _ld(&p, tl)
-            yt = y + (<Py_ssize_t> tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo
+            yt = y + (tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo
             for o in range(p.og):
                 bias = b[tl.g * p.og + o]
                 for q in range(tl.nr * p.wo):
                     yt[o * hwo + q] = bias
             _gemm(False, False, p.og, tl.nr * p.wo, p.k, <floating> 1,
-                  wt + <Py_ssize_t> tl.g * p.og * p.k, p.k, bmat, ldb, <floating> 1,
-                  yt, <int> hwo)
+                  wt + tl.g * p.og * p.k, p.k, bmat, ldb, <floating> 1, yt, hwo)
         free(col)
     if failed:
         raise MemoryError("conv2d: cannot allocate the im2col buffer")
@@ -543,17 +563,17 @@ cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
     Items are (image, group, block of input channels): col2im writes a channel from its
     own rows of col only, so blocks are independent. There is more than one block only
     when images x groups are fewer than the threads (batch 1)."""
-    cdef int blocks = 1
+    cdef Py_ssize_t blocks = 1
     if 0 < p.n * p.groups < n_threads and not p.direct:
         blocks = min(p.cg, (n_threads + p.n * p.groups - 1) // (p.n * p.groups))
-    cdef int per_block = (p.cg + blocks - 1) // max(blocks, 1)
+    cdef Py_ssize_t per_block = (p.cg + blocks - 1) // max(blocks, 1)
     cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * blocks, item
     cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
-    cdef int khw = p.kh * p.kw
+    cdef Py_ssize_t khw = p.kh * p.kw
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int n, g, t, r0, nr, c0, nc
+    cdef Py_ssize_t n, g, t, r0, nr, c0, nc
     cdef floating* col
     cdef floating* gxt
     cdef const floating* gyt
@@ -564,33 +584,32 @@ cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
     with nogil, parallel(num_threads=nt):
         col = NULL
         if not p.direct:
-            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
         for item in prange(items, schedule='static'):
             if col == NULL and not p.direct:
                 continue
-            n = <int> (item // (p.groups * blocks))
-            g = <int> ((item // blocks) % p.groups)
-            c0 = <int> (item % blocks) * per_block
+            n = item // (p.groups * blocks)
+            g = (item // blocks) % p.groups
+            c0 = (item % blocks) * per_block
             nc = min(per_block, p.cg - c0)
             if nc <= 0:
                 continue
-            gyt = gy + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo
-            wg = wt + <Py_ssize_t> g * p.og * p.k
+            gyt = gy + (n * p.c_out + g * p.og) * hwo
+            wg = wt + g * p.og * p.k
             if p.direct:
-                _gemm(True, False, p.cg, <int> hw, p.og, <floating> 1, wg, p.k, gyt,
-                      <int> hwo, <floating> 0, gx + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw,
-                      <int> hw)
+                _gemm(True, False, p.cg, hw, p.og, <floating> 1, wg, p.k, gyt,
+                      hwo, <floating> 0, gx + (n * p.c_in + g * p.cg) * hw, hw)
                 continue
-            gxt = gx + (<Py_ssize_t> n * p.c_in + g * p.cg + c0) * hw
+            gxt = gx + (n * p.c_in + g * p.cg + c0) * hw
             memset(gxt, 0, nc * hw * sizeof(floating))
             for t in range(p.tiles):
                 r0 = t * p.rows
                 nr = min(p.rows, p.ho - r0)
                 # rows [c0*khw, (c0+nc)*khw) of col = those columns of W_g, transposed
                 _gemm(True, False, nc * khw, nr * p.wo, p.og, <floating> 1,
-                      wg + c0 * khw, p.k, gyt + r0 * p.wo, <int> hwo,
+                      wg + c0 * khw, p.k, gyt + r0 * p.wo, hwo,
                       <floating> 0, col, nr * p.wo)
                 _col2im(&p, col, r0, r0 + nr, nc, gxt)
         free(col)
@@ -610,7 +629,7 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int g, ldb, t, o
+    cdef Py_ssize_t g, ldb, t, o
     cdef Tile tl
     cdef floating* col
     cdef floating* mine
@@ -625,7 +644,7 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
         col = NULL
         mine = part + threadid() * size
         if not p.direct:
-            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
         for item in prange(items, schedule='static'):
@@ -635,8 +654,8 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
             bmat = _columns(&p, x, tl, col)
             ldb = _ld(&p, tl)
             _gemm(False, True, p.k, p.og, tl.nr * p.wo, <floating> 1, bmat, ldb,
-                  gy + (<Py_ssize_t> tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo,
-                  <int> hwo, <floating> 1, mine + <Py_ssize_t> tl.g * p.og * p.k, p.og)
+                  gy + (tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo,
+                  hwo, <floating> 1, mine + tl.g * p.og * p.k, p.og)
         free(col)
     if failed:
         raise MemoryError("conv2d_grad_weight: cannot allocate the im2col buffer")
@@ -645,8 +664,8 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
             for g in range(p.groups):
                 for q in range(p.k):
                     for o in range(p.og):
-                        gw[(<Py_ssize_t> g * p.og + o) * p.k + q] += \
-                            part[t * size + (<Py_ssize_t> g * p.k + q) * p.og + o]
+                        gw[(g * p.og + o) * p.k + q] += \
+                            part[t * size + (g * p.k + q) * p.og + o]
     return 0
 
 
@@ -1197,9 +1216,11 @@ def conv2d(x, weight, bias, spec):
     """y (N, C_out, H_out, W_out) = conv2d of x (N, C_in, H, W) with weight
     (C_out, C_in/groups, kH, kW) plus bias (C_out,) or None."""
     cdef Conv p = _conv_geometry(tuple(x.shape), weight.shape[0], spec)
+    check_gemm_sizes(spec, p.c_in, p.c_out)
     if _winograd(&p):
         return _winograd_forward(x, weight, bias, False, p.c_out, p.ho, p.wo, p.ph, p.pw)
     _tiles_forward(&p)
+    _check_columns(&p, x.dtype.itemsize)
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     b = np.zeros(p.c_out, x.dtype) if bias is None else bias
     nt = _num_threads()
@@ -1217,10 +1238,12 @@ def conv2d_grad_input(grad_output, weight, spec):
     h, w = spec.in_size
     cdef Conv p = _conv_geometry((grad_output.shape[0], weight.shape[1] * spec.groups, h, w),
                                  weight.shape[0], spec)
+    check_gemm_sizes(spec, p.c_in, p.c_out)
     if _winograd(&p):          # the forward convolution with the flipped kernel
         return _winograd_forward(grad_output, weight, None, True, p.c_in, p.h, p.w,
                                  2 - p.ph, 2 - p.pw)
     _tiles_grad_input(&p)
+    _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
     with _blas_guard(&p):
@@ -1236,6 +1259,7 @@ def conv2d_grad_weight(grad_output, x, spec):
     grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W)."""
     cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
     cdef Wino q
+    check_gemm_sizes(spec, p.c_in, p.c_out)
     if _winograd(&p):
         nt = _num_threads()
         q = _wino_geometry(p.n, p.c_in, p.c_out, p.h, p.w, p.ho, p.wo, p.ph, p.pw, nt,
@@ -1249,6 +1273,7 @@ def conv2d_grad_weight(grad_output, x, spec):
                 _winograd_grad_weight[double](q, grad_output, x, part, gw, nt)
         return gw
     _tiles_grad_weight(&p)
+    _check_columns(&p, x.dtype.itemsize)
     gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)
     nt = _num_threads()
     # One zeroed partial weight per thread the kernel may start: (threads, groups, K, og).
@@ -1319,9 +1344,10 @@ cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
 # --------------------------------------------------------------------------- pooling
 
 cdef struct Pool:
-    int h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw
+    Py_ssize_t h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw
     bint include_pad
-    int divisor          # 0: none given
+    Py_ssize_t divisor   # 0: none given
+    bint rel32           # rows and a tap's offset from its window's first tap fit a C int
 
 
 cdef Pool _pool_geometry(spec):
@@ -1334,28 +1360,30 @@ cdef Pool _pool_geometry(spec):
     p.ho, p.wo = spec.out_size
     p.include_pad = spec.count_include_pad
     p.divisor = 0 if spec.divisor_override is None else spec.divisor_override
+    (kh, kw), (dh, dw), w = spec.kernel_size, spec.dilation, spec.in_size[1]
+    p.rel32 = w <= INT_MAX and (kh - 1) * dh * w + (kw - 1) * dw <= INT_MAX  # Python ints
     return p
 
 
-cdef inline void _span(int o, int s, int p, int k, int d, int size, int* start,
-                       int* stop) noexcept nogil:
+cdef inline void _span(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k, Py_ssize_t d,
+                       Py_ssize_t size, Py_ssize_t* start, Py_ssize_t* stop) noexcept nogil:
     """In-bounds taps of window o along one axis: start, start + d, ... < stop."""
-    cdef int a = o * s - p
-    cdef int b = a + (k - 1) * d + 1
+    cdef Py_ssize_t a = o * s - p
+    cdef Py_ssize_t b = a + (k - 1) * d + 1
     if b > size:
         b = size
-    while a < 0:
-        a += d
+    if a < 0:                       # the first tap at or after 0, in one step
+        a += (-a + d - 1) // d * d
     start[0] = a
     stop[0] = b
 
 
-cdef inline void _inner_cols(const Pool* p, int* ca, int* cb) noexcept nogil:
+cdef inline void _inner_cols(const Pool* p, Py_ssize_t* ca, Py_ssize_t* cb) noexcept nogil:
     """Output columns [ca, cb) whose kw taps all lie inside the input row. They run in
     vectorisable loops over the columns, one tap at a time; the others one by one."""
-    cdef int a = (p.pw + p.sw - 1) // p.sw
-    cdef int last = p.w - 1 - (p.kw - 1) * p.dw + p.pw      # ow*sw <= last
-    cdef int b = 0 if last < 0 else last // p.sw + 1
+    cdef Py_ssize_t a = (p.pw + p.sw - 1) // p.sw
+    cdef Py_ssize_t last = p.w - 1 - (p.kw - 1) * p.dw + p.pw      # ow*sw <= last
+    cdef Py_ssize_t b = 0 if last < 0 else last // p.sw + 1
     b = min(b, p.wo)
     a = min(a, b)
     ca[0] = a
@@ -1365,10 +1393,12 @@ cdef inline void _inner_cols(const Pool* p, int* ca, int* cb) noexcept nogil:
 # Row kernels over the inner columns. ``sw`` is a compile-time constant where the callers
 # pass a literal (1, 2), so the strided loads vectorise.
 
-cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, int n, int sw,
-                          bint first) noexcept nogil:
+cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, int n,
+                          int sw, bint first) noexcept nogil:
     """One tap of a row of max windows: m[q] vs src[q*sw], PyTorch's rule (take if larger
-    or NaN); tap[q] remembers the winning tap's offset."""
+    or NaN); tap[q] remembers the winning tap's offset from the window's first tap. C ints
+    (rows and offsets below 2**31, ``Pool.rel32``), so the selects vectorise as widely as
+    float32's."""
     cdef int q
     cdef floating v
     cdef bint take
@@ -1384,9 +1414,9 @@ cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, i
             tap[q] = off if take else tap[q]
 
 
-cdef inline void _sum_tap(floating* acc, const floating* src, int n, int sw,
+cdef inline void _sum_tap(floating* acc, const floating* src, Py_ssize_t n, Py_ssize_t sw,
                           bint first) noexcept nogil:
-    cdef int q
+    cdef Py_ssize_t q
     if first:
         for q in range(n):
             acc[q] = src[q * sw]
@@ -1395,10 +1425,19 @@ cdef inline void _sum_tap(floating* acc, const floating* src, int n, int sw,
             acc[q] = acc[q] + src[q * sw]
 
 
-cdef inline void _scatter_tap(floating* dst, const floating* g, int n, int sw) noexcept nogil:
-    cdef int q
+cdef inline void _scatter_tap(floating* dst, const floating* g, Py_ssize_t n,
+                              Py_ssize_t sw) noexcept nogil:
+    cdef Py_ssize_t q
     for q in range(n):
         dst[q * sw] += g[q]
+
+
+cdef inline void _tap_index(int64_t* ir, const int* tap, Py_ssize_t first, int n,
+                            int sw) noexcept nogil:
+    """ir[q] = first + q*sw + tap[q]: flat indices from the winning taps' offsets."""
+    cdef int q
+    for q in range(n):
+        ir[q] = first + (q * sw + tap[q])
 
 
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
@@ -1408,9 +1447,10 @@ cdef inline bint _is_22(const Pool* p) noexcept nogil:
     return p.kh == 2 and p.kw == 2 and p.sh == 2 and p.sw == 2 and p.dh == 1 and p.dw == 1
 
 
-cdef inline void _max_row22(floating* y, int* tap, const floating* r0, const floating* r1,
-                            int n, int w) noexcept nogil:
-    """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]."""
+cdef inline void _max_row22(floating* y, int* tap, const floating* r0,
+                            const floating* r1, int n, int w) noexcept nogil:
+    """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]
+    (C ints: the caller's rows are shorter than 2**31)."""
     cdef int q, t
     cdef floating m, v
     cdef bint take
@@ -1433,16 +1473,16 @@ cdef inline void _max_row22(floating* y, int* tap, const floating* r0, const flo
         tap[q] = t
 
 
-cdef inline void _mean_row22(floating* y, const floating* r0, const floating* r1, int n,
-                             int div) noexcept nogil:
-    cdef int q
+cdef inline void _mean_row22(floating* y, const floating* r0, const floating* r1,
+                             Py_ssize_t n, Py_ssize_t div) noexcept nogil:
+    cdef Py_ssize_t q
     for q in range(n):
         y[q] = (((r0[2 * q] + r0[2 * q + 1]) + r1[2 * q]) + r1[2 * q + 1]) / div
 
 
 cdef inline void _scatter_row22(floating* d0, floating* d1, const floating* g,
-                                int n) noexcept nogil:
-    cdef int q
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t q
     for q in range(n):
         d0[2 * q] += g[q]
         d0[2 * q + 1] += g[q]
@@ -1452,45 +1492,47 @@ cdef inline void _scatter_row22(floating* d0, floating* d1, const floating* g,
 
 cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx,
                      int* tap) noexcept nogil:
-    cdef int oh, ow, ih, h0, h1, ca, cb, j, n, off
+    cdef Py_ssize_t oh, ow, ih, h0, h1, ca, cb, j, n, base, off
     cdef floating* yr
     cdef bint first
     _inner_cols(p, &ca, &cb)
-    n = cb - ca
+    n = cb - ca if p.rel32 else 0       # else every window one by one (planes >= 2**31)
     for oh in range(p.ho):
         _span(oh, p.sh, p.ph, p.kh, p.dh, p.h, &h0, &h1)
         yr = y + oh * p.wo
+        base = h0 * p.w - p.pw          # + ow*sw: flat index of window ow's first tap
         if n > 0 and _is_22(p) and h1 - h0 == 2:
-            off = h0 * p.w - p.pw + 2 * ca
-            _max_row22(yr + ca, tap, x + off, x + off + p.w, n, p.w)
-            for ow in range(ca, cb):
-                idx[oh * p.wo + ow] = tap[ow - ca] + off + 2 * (ow - ca)
+            off = base + 2 * ca
+            _max_row22(yr + ca, tap, x + off, x + off + p.w, <int> n, <int> p.w)
+            _tap_index(idx + oh * p.wo + ca, tap, off, <int> n, 2)
         elif n > 0:
             first = True
             ih = h0
             while ih < h1:
                 for j in range(p.kw):
-                    off = ih * p.w - p.pw + j * p.dw         # + ow*sw: the tap's flat index
+                    off = (ih - h0) * p.w + j * p.dw     # the tap's offset from the first
                     if p.sw == 1:
-                        _max_tap(yr + ca, tap, x + off + ca, off, n, 1, first)
+                        _max_tap(yr + ca, tap, x + base + off + ca, <int> off, <int> n, 1,
+                                 first)
                     elif p.sw == 2:
-                        _max_tap(yr + ca, tap, x + off + 2 * ca, off, n, 2, first)
+                        _max_tap(yr + ca, tap, x + base + off + 2 * ca, <int> off, <int> n,
+                                 2, first)
                     else:
-                        _max_tap(yr + ca, tap, x + off + ca * p.sw, off, n, p.sw, first)
+                        _max_tap(yr + ca, tap, x + base + off + ca * p.sw, <int> off,
+                                 <int> n, <int> p.sw, first)
                     first = False
                 ih += p.dh
-            for ow in range(ca, cb):
-                idx[oh * p.wo + ow] = tap[ow - ca] + ow * p.sw
+            _tap_index(idx + oh * p.wo + ca, tap, base + ca * p.sw, <int> n, <int> p.sw)
         for ow in range(ca):
             _max_window(p, x, h0, h1, ow, yr, idx + oh * p.wo)
         for ow in range(max(ca, cb), p.wo):
             _max_window(p, x, h0, h1, ow, yr, idx + oh * p.wo)
 
 
-cdef inline void _max_window(const Pool* p, const floating* x, int h0, int h1, int ow,
-                             floating* yr, int64_t* ir) noexcept nogil:
+cdef inline void _max_window(const Pool* p, const floating* x, Py_ssize_t h0, Py_ssize_t h1,
+                             Py_ssize_t ow, floating* yr, int64_t* ir) noexcept nogil:
     """One window, tap by tap (the columns at the borders)."""
-    cdef int ih, iw, w0, w1, best
+    cdef Py_ssize_t ih, iw, w0, w1, best
     cdef floating v, m
     _span(ow, p.sw, p.pw, p.kw, p.dw, p.w, &w0, &w1)
     best = h0 * p.w + w0
@@ -1557,12 +1599,12 @@ cdef int _max_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
     return 0
 
 
-cdef inline int _avg_window(const Pool* p, int oh, int ow, int* h0, int* h1,
-                            int* w0, int* w1) noexcept nogil:
+cdef inline Py_ssize_t _avg_window(const Pool* p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t* h0,
+                                   Py_ssize_t* h1, Py_ssize_t* w0, Py_ssize_t* w1) noexcept nogil:
     """Clip window (oh, ow) to the input; return its divisor (PyTorch's rule)."""
-    cdef int hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw
-    cdef int he = min(hs + p.kh, p.h + p.ph), we = min(ws + p.kw, p.w + p.pw)
-    cdef int size = (he - hs) * (we - ws)
+    cdef Py_ssize_t hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw
+    cdef Py_ssize_t he = min(hs + p.kh, p.h + p.ph), we = min(ws + p.kw, p.w + p.pw)
+    cdef Py_ssize_t size = (he - hs) * (we - ws)
     h0[0] = max(hs, 0)
     w0[0] = max(ws, 0)
     h1[0] = min(he, p.h)
@@ -1574,10 +1616,10 @@ cdef inline int _avg_window(const Pool* p, int oh, int ow, int* h0, int* h1,
     return (h1[0] - h0[0]) * (w1[0] - w0[0])
 
 
-cdef inline int _avg_row_divisor(const Pool* p, int oh) noexcept nogil:
+cdef inline Py_ssize_t _avg_row_divisor(const Pool* p, Py_ssize_t oh) noexcept nogil:
     """Divisor of the inner columns' windows of output row oh (full width kw)."""
-    cdef int h0, h1, w0, w1
-    cdef int hs = oh * p.sh - p.ph
+    cdef Py_ssize_t h0, h1, w0, w1
+    cdef Py_ssize_t hs = oh * p.sh - p.ph
     if p.divisor:
         return p.divisor
     _avg_window(p, oh, 0, &h0, &h1, &w0, &w1)
@@ -1587,7 +1629,7 @@ cdef inline int _avg_row_divisor(const Pool* p, int oh) noexcept nogil:
 
 
 cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nogil:
-    cdef int oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
+    cdef Py_ssize_t oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
     cdef floating* yr
     cdef const floating* src
     cdef bint first
@@ -1624,10 +1666,11 @@ cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nog
             yr[ow] = _avg_one(p, x, oh, ow)
 
 
-cdef inline floating _avg_one(const Pool* p, const floating* x, int oh, int ow) noexcept nogil:
+cdef inline floating _avg_one(const Pool* p, const floating* x, Py_ssize_t oh,
+                              Py_ssize_t ow) noexcept nogil:
     """One window, tap by tap (the columns at the borders)."""
-    cdef int ih, iw, h0, h1, w0, w1
-    cdef int div = _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
+    cdef Py_ssize_t ih, iw, h0, h1, w0, w1
+    cdef Py_ssize_t div = _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
     cdef floating s = 0
     for ih in range(h0, h1):
         for iw in range(w0, w1):
@@ -1637,7 +1680,7 @@ cdef inline floating _avg_one(const Pool* p, const floating* x, int oh, int ow) 
 
 cdef void _avg_plane_backward(const Pool* p, const floating* gy, floating* gx,
                               floating* g) noexcept nogil:
-    cdef int oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
+    cdef Py_ssize_t oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
     cdef const floating* gr
     cdef floating* dst
     memset(gx, 0, <Py_ssize_t> p.h * p.w * sizeof(floating))
@@ -1669,9 +1712,9 @@ cdef void _avg_plane_backward(const Pool* p, const floating* gy, floating* gx,
             _avg_one_backward(p, gr[ow], oh, ow, gx)
 
 
-cdef inline void _avg_one_backward(const Pool* p, floating g, int oh, int ow,
+cdef inline void _avg_one_backward(const Pool* p, floating g, Py_ssize_t oh, Py_ssize_t ow,
                                    floating* gx) noexcept nogil:
-    cdef int ih, iw, h0, h1, w0, w1
+    cdef Py_ssize_t ih, iw, h0, h1, w0, w1
     cdef floating gv = g / _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
     for ih in range(h0, h1):
         for iw in range(w0, w1):

@@ -18,6 +18,7 @@ import numpy as np
 from . import _checks
 from ._checks import (ArgumentError, check_floating, check_grad_output, check_rank,
                       conv2d_output_shape, conv_transpose2d_output_shape, pool2d_output_shape)
+from ._array import zeros_like
 from ._dispatch import twin_for
 
 __all__ = [
@@ -153,6 +154,9 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0,
     call = _Call(op, g4, x4, weight)
     g, x, w = call.arrays
     t = call.twin
+    if x4.shape[0] == 0:   # an empty batch, whose planes may have no rows: nothing to convolve
+        return (call.out(zeros_like(x), batched), call.out(zeros_like(w)),
+                call.out(t.bias_grad(g)))
     # y = A^T x where A is conv2d(., w, spec): dx = A g, dw is conv2d's weight gradient
     # with the roles of input and grad_output swapped.
     return (call.out(t.conv2d(g, w, None, spec), batched),
