@@ -188,15 +188,18 @@ def run_worker(script: str, args: list, env: dict = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def in_processes(script: str, candidates: dict, rounds: int = 3, log=None) -> dict:
+def in_processes(script: str, candidates: dict, rounds: int = 3, log=None,
+                 keep=()) -> dict:
     """Each candidate in its own processes, alternated: ``candidates`` maps a name to
     (argv for ``script``, env or None); each worker prints {"times": {key: [seconds...]},
-    "blas": blas_info()}.
+    "blas": blas_info(), and any other entries}.
 
-    Returns {name: {"times": {key: {"median": s, "process_medians": [...]}}, "blas": [...]}}:
-    per key the median over the ``rounds`` processes of each process's median time."""
+    Returns {name: {"times": {key: {"median": s, "process_medians": [...]}}, "blas": [...],
+    and for each entry named in ``keep`` the list of its values, one per process}}: per key
+    the median over the ``rounds`` processes of each process's median time."""
     names = list(candidates)
     seen = {n: {} for n in names}
+    kept = {n: {k: [] for k in keep} for n in names}
     blas = {}
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
@@ -208,10 +211,13 @@ def in_processes(script: str, candidates: dict, rounds: int = 3, log=None) -> di
                 log(f"  round {r + 1}/{rounds} {name}: {time.perf_counter() - t0:.0f} s, "
                     f"load {load():.2f}")
             blas[name] = res.get("blas", [])
+            for k in keep:
+                kept[name][k].append(res[k])
             for key, ts in res["times"].items():
                 seen[name].setdefault(key, []).append(statistics.median(ts))
-    return {n: {"times": {k: {"median": statistics.median(v), "process_medians": v}
-                          for k, v in seen[n].items()}, "blas": blas[n]} for n in names}
+    return {n: dict(kept[n], times={k: {"median": statistics.median(v), "process_medians": v}
+                                    for k, v in seen[n].items()}, blas=blas[n])
+            for n in names}
 
 
 def interleaved(candidates: dict, repeats: int = 7, warmup: int = 2,
