@@ -50,6 +50,37 @@ def openmp_enabled():
     return bool(CNNLAB_OPENMP)
 
 
+# --------------------------------------------------------------------------- cache sizes
+
+def _cache_bytes(level, default):
+    """Size in bytes of this CPU's data (or unified) cache of ``level``: sysconf, then
+    sysfs, else ``default``. Read once, at import; it sizes the kernels' work blocks."""
+    try:
+        n = os.sysconf(f"SC_LEVEL{level}_CACHE_SIZE" if level > 1 else "SC_LEVEL1_DCACHE_SIZE")
+        if n > 0:
+            return n
+    except (ValueError, OSError):
+        pass
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for d in sorted(os.listdir(base)):
+            with open(f"{base}/{d}/level") as f:
+                if int(f.read()) != level:
+                    continue
+            with open(f"{base}/{d}/type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(f"{base}/{d}/size") as f:
+                size = f.read().strip()
+            return int(size.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(size[-1], 0)
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+_L2_BYTES = _cache_bytes(2, 1 << 20)
+
+
 # --------------------------------------------------------------------------- BLAS
 
 class _OneBlasThread:
@@ -116,7 +147,6 @@ _one_blas_thread = _OneBlasThread()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_one_blas_thread._after_fork_in_child)
 _blas = None
-_small_kernels = None
 
 
 def _blas_libraries():
@@ -126,22 +156,6 @@ def _blas_libraries():
         from threadpoolctl import ThreadpoolController
         _blas = ThreadpoolController().select(user_api="blas").lib_controllers
     return _blas
-
-
-cdef bint _blas_small_kernels() noexcept:
-    """True when BLAS is OpenBLAS running its SkylakeX-class kernels, which have the small
-    matrix path (see _tiles_forward)."""
-    global _small_kernels
-    if _small_kernels is None:
-        try:
-            _small_kernels = any(
-                getattr(lib, "internal_api", None) == "openblas"
-                and str(getattr(lib, "architecture", "")).lower() in (
-                    "skylakex", "cooperlake", "sapphirerapids")
-                for lib in _blas_libraries())
-        except Exception:  # pragma: no cover - threadpoolctl is a dependency
-            _small_kernels = False
-    return _small_kernels
 
 
 cdef inline void _gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -272,13 +286,6 @@ cdef Conv _conv_geometry(tuple shape, Py_ssize_t c_out, spec):
     return p
 
 
-# Tiles of output rows, one policy per kernel, measured on the lab layers (float32,
-# OpenBLAS's SkylakeX kernels): about 256 output pixels per tile, except where that would
-# miss OpenBLAS's "small matrix" kernels. Those multiply m*n*k <= 1e6 without packing the
-# operands (not for a transposed A) and win the forward GEMM, best at m a multiple of 32.
-cdef Py_ssize_t _SMALL_GEMM = 1000000
-
-
 # GEMMs below this many multiply-adds run on one thread in any BLAS we know (OpenBLAS
 # threads from 65536*4): calls made only of such GEMMs skip _OneBlasThread's ~10 us.
 cdef Py_ssize_t _TINY_GEMM = 32768
@@ -316,34 +323,26 @@ cdef inline Py_ssize_t _rows_for(const Conv* p, Py_ssize_t columns) noexcept:
     return (columns + p.wo - 1) // max(1, p.wo)
 
 
-cdef void _tiles_forward(Conv* p) noexcept:
-    cdef Py_ssize_t rows = _rows_for(p, 256), small, r
-    if not _blas_small_kernels():
-        rows = max(rows, 65536 // max(1, <Py_ssize_t> p.k * p.wo))   # 256 KB of float32
-    else:
-        small = _SMALL_GEMM // max(1, <Py_ssize_t> p.og * p.k * p.wo)
-        if 0 < small < rows:
-            rows = small                    # the most rows that stay small, and of those
-            for r in range(small, 0, -1):   # the most whose columns are a multiple of 32
-                if (r * p.wo) % 32 == 0:
-                    rows = r
-                    break
-    _set_tiles(p, rows)
+# Tiles of output rows: each thread's column buffer (K rows x one tile) takes at most
+# _TILE_BYTES, half of L2 (read at import), and a tile has at least 256 output pixels; the
+# weight gradient's GEMMs reduce over the tile, so their tiles may take all of L2 but no
+# more than 1024 pixels.
+cdef Py_ssize_t _TILE_BYTES = int(os.environ.get("CNNLAB_TILE_BYTES", _L2_BYTES // 2))
 
 
-cdef void _tiles_grad_input(Conv* p) noexcept:
-    cdef Py_ssize_t rows = _rows_for(p, 256), small = 0
-    if _blas_small_kernels():
-        small = _SMALL_GEMM // max(1, <Py_ssize_t> p.og * p.k * p.wo)
-    if 4 <= small < rows:
-        rows = small
-    _set_tiles(p, rows)
+cdef void _tiles_forward(Conv* p, Py_ssize_t itemsize) noexcept:
+    _set_tiles(p, max(_rows_for(p, 256),
+                      _TILE_BYTES // max(1, p.k * p.wo * itemsize)))
 
 
-cdef void _tiles_grad_weight(Conv* p) noexcept:
-    # Long GEMMs along the reduced dimension: up to 1024 columns and 1 MB of float32.
-    cdef Py_ssize_t per_row = max(1, <Py_ssize_t> p.k * p.wo)
-    _set_tiles(p, min(262144 // per_row, _rows_for(p, 1024)))
+cdef void _tiles_grad_input(Conv* p, Py_ssize_t itemsize) noexcept:
+    _set_tiles(p, max(_rows_for(p, 256),
+                      _TILE_BYTES // max(1, p.k * p.wo * itemsize)))
+
+
+cdef void _tiles_grad_weight(Conv* p, Py_ssize_t itemsize) noexcept:
+    _set_tiles(p, max(1, min(2 * _TILE_BYTES // max(1, p.k * p.wo * itemsize),
+                             _rows_for(p, 1024))))
 
 
 cdef inline void _col_span(const Conv* p, Py_ssize_t j, Py_ssize_t* lo,
@@ -669,37 +668,6 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
     return 0
 
 
-# --------------------------------------------------------------------------- cache sizes
-
-def _cache_bytes(level, default):
-    """Size in bytes of this CPU's data (or unified) cache of ``level``: sysconf, then
-    sysfs, else ``default``. Read once, at import; it sizes the kernels' work blocks."""
-    try:
-        n = os.sysconf(f"SC_LEVEL{level}_CACHE_SIZE" if level > 1 else "SC_LEVEL1_DCACHE_SIZE")
-        if n > 0:
-            return n
-    except (ValueError, OSError):
-        pass
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    try:
-        for d in sorted(os.listdir(base)):
-            with open(f"{base}/{d}/level") as f:
-                if int(f.read()) != level:
-                    continue
-            with open(f"{base}/{d}/type") as f:
-                if f.read().strip() == "Instruction":
-                    continue
-            with open(f"{base}/{d}/size") as f:
-                size = f.read().strip()
-            return int(size.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(size[-1], 0)
-    except (OSError, ValueError):
-        pass
-    return default
-
-
-_L2_BYTES = _cache_bytes(2, 1 << 20)
-
-
 # --------------------------------------------------------------------------- Winograd
 
 # F(4x4, 3x3) (Lavin & Gray, 2016) for 3x3 stride-1 convolutions, interpolation points 0, 1,
@@ -727,6 +695,7 @@ cdef Py_ssize_t _wino_block_bytes = int(os.environ.get("CNNLAB_WINO_BLOCK_BYTES"
 cdef Py_ssize_t _WINO_MAX_BLOCK = int(os.environ.get("CNNLAB_WINO_MAX_BLOCK", 256))
 cdef Py_ssize_t _WINO_MIN_BLOCK = int(os.environ.get("CNNLAB_WINO_MIN_BLOCK", 64))
 cdef Py_ssize_t _WINO_MIN_CHANNELS = int(os.environ.get("CNNLAB_WINO_MIN_CHANNELS", 8))
+cdef bint _WINOGRAD = os.environ.get("CNNLAB_WINOGRAD", "1") == "1"
 
 
 cdef struct Wino:
@@ -762,8 +731,8 @@ cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h,
 cdef inline bint _winograd(const Conv* p) noexcept:
     """A convolution the Winograd kernels take: 3x3, stride 1, no dilation, one group, and
     enough channels on both sides for the GEMMs to pay for the transforms."""
-    return (p.kh == 3 and p.kw == 3 and p.sh == 1 and p.sw == 1 and p.dh == 1 and p.dw == 1
-            and p.groups == 1 and p.c_in >= _WINO_MIN_CHANNELS
+    return (_WINOGRAD and p.kh == 3 and p.kw == 3 and p.sh == 1 and p.sw == 1 and p.dh == 1
+            and p.dw == 1 and p.groups == 1 and p.c_in >= _WINO_MIN_CHANNELS
             and p.c_out >= _WINO_MIN_CHANNELS and min(p.h, p.w, p.ho, p.wo) >= 4)
 
 
@@ -1219,7 +1188,7 @@ def conv2d(x, weight, bias, spec):
     check_gemm_sizes(spec, p.c_in, p.c_out)
     if _winograd(&p):
         return _winograd_forward(x, weight, bias, False, p.c_out, p.ho, p.wo, p.ph, p.pw)
-    _tiles_forward(&p)
+    _tiles_forward(&p, x.dtype.itemsize)
     _check_columns(&p, x.dtype.itemsize)
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     b = np.zeros(p.c_out, x.dtype) if bias is None else bias
@@ -1242,7 +1211,7 @@ def conv2d_grad_input(grad_output, weight, spec):
     if _winograd(&p):          # the forward convolution with the flipped kernel
         return _winograd_forward(grad_output, weight, None, True, p.c_in, p.h, p.w,
                                  2 - p.ph, 2 - p.pw)
-    _tiles_grad_input(&p)
+    _tiles_grad_input(&p, grad_output.dtype.itemsize)
     _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
@@ -1272,7 +1241,7 @@ def conv2d_grad_weight(grad_output, x, spec):
             else:
                 _winograd_grad_weight[double](q, grad_output, x, part, gw, nt)
         return gw
-    _tiles_grad_weight(&p)
+    _tiles_grad_weight(&p, x.dtype.itemsize)
     _check_columns(&p, x.dtype.itemsize)
     gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)
     nt = _num_threads()
