@@ -968,19 +968,11 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
                         dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
 
 
-cdef void _wino_filters(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
-                        floating* u, int n_threads) noexcept nogil:
+cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
+                           floating* u, Py_ssize_t o) noexcept nogil:
     """u[(xi*k + o)*c + i] = (G g G^T)[xi] for the filter g of output o, input i: wt[o, i]
     (wt is (k, c, 3, 3)), or when ``flip`` wt[i, o] rotated by 180 degrees (wt is
     (c, k, 3, 3): the input gradient's convolution)."""
-    cdef Py_ssize_t o
-    for o in prange(k, schedule='static', num_threads=n_threads):
-        _wino_filters_of(wt, k, c, flip, u, o)
-
-
-cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
-                           floating* u, Py_ssize_t o) noexcept nogil:
-    """_wino_filters for output channel o."""
     cdef floating g[9 * _LANES]
     cdef floating e[18 * _LANES]
     cdef floating f[36 * _LANES]
@@ -1002,13 +994,20 @@ cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint 
         _rows_out(f, 36, n, u + o * c + i0, k * c)
 
 
-cdef void _wino_weights_of(const floating* part, Py_ssize_t k, Py_ssize_t c, Py_ssize_t o,
-                           floating* gw) noexcept nogil:
-    """gw[o, i] (3x3) = G^T M G for each input i, M[xi] = part[(xi*k + o)*c + i]."""
+cdef void _wino_weights_of(floating* part, int threads, Py_ssize_t k, Py_ssize_t c,
+                           Py_ssize_t o, floating* gw) noexcept nogil:
+    """gw[o, i] (3x3) = G^T M G for each input i, M[xi] = the sum of part[t][xi, o, i] over
+    the ``threads`` partials (36, k, c), added in thread order into the first (so the
+    result is the same for a given thread count)."""
     cdef floating d[36 * _LANES]
     cdef floating e[18 * _LANES]
     cdef floating f[9 * _LANES]
-    cdef Py_ssize_t i0_, i0, q, n, a
+    cdef Py_ssize_t i0_, i0, q, n, a, xi, size = 36 * k * c
+    cdef int t
+    for t in range(1, threads):
+        for xi in range(36):
+            for q in range(c):
+                part[(xi * k + o) * c + q] += part[t * size + (xi * k + o) * c + q]
     memset(d, 0, sizeof(d))              # lanes past the last filter stay zero
     for i0_ in range((c + _LANES - 1) // _LANES):
         i0 = i0_ * _LANES
@@ -1023,11 +1022,11 @@ cdef void _wino_weights_of(const floating* part, Py_ssize_t k, Py_ssize_t c, Py_
                 gw[(o * c + i0 + q) * 9 + a] = f[a * _LANES + q]
 
 
-cdef int _wino_conv(Wino p, const floating* x, const floating* u, const floating* bias,
-                    floating* y, int n_threads) except -1:
-    """y (n, k, ho, wo) = the convolution of x (n, c, h, w) with the transformed filters
-    u (36, k, c), plus bias (k,) or NULL."""
-    cdef Py_ssize_t item, t0, nt, xi
+cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, floating* u,
+                    const floating* bias, floating* y, int n_threads) except -1:
+    """y (n, k, ho, wo) = the convolution of x (n, c, h, w) with the filters wt (see
+    _wino_filters_of; transformed into u (36, k, c) first), plus bias (k,) or NULL."""
+    cdef Py_ssize_t item, t0, nt, xi, o
     cdef Py_ssize_t ldb = p.block
     cdef int failed = 0
     cdef int* failed_p = &failed
@@ -1042,6 +1041,8 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* u, const floating
         m = <floating*> malloc(36 * p.k * ldb * sizeof(floating))
         if v == NULL or m == NULL:
             failed_p[0] = 1
+        for o in prange(p.k, schedule='static'):     # the filters, then (after the loop's
+            _wino_filters_of(wt, p.k, p.c, flip, u, o)   # barrier) the tiles
         for item in prange(p.items, schedule='static'):
             if v == NULL or m == NULL:
                 continue
@@ -1064,12 +1065,11 @@ cdef int _wino_grad_weight(Wino p, const floating* gy, const floating* x, floati
                            floating* gw, int n_threads) except -1:
     """gw (k, c, 3, 3) of the convolution of x (n, c, h, w) giving grad_output gy
     (n, k, ho, wo). ``part`` holds one zeroed (36, k, c) partial sum per thread."""
-    cdef Py_ssize_t item, t0, nt, xi, o, size = 36 * p.k * p.c, q
+    cdef Py_ssize_t item, t0, nt, xi, o, size = 36 * p.k * p.c
     cdef Py_ssize_t ldb = p.block
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
-    cdef int t
     cdef floating* v
     cdef floating* z
     cdef floating* mine
@@ -1098,14 +1098,10 @@ cdef int _wino_grad_weight(Wino p, const floating* gy, const floating* x, floati
                       <floating> 1, mine + xi * p.k * p.c, <int> p.c)
         free(v)
         free(z)
+        for o in prange(p.k, schedule='static'):     # after the loop's barrier
+            _wino_weights_of(part, threads, p.k, p.c, o, gw)
     if failed:
         raise MemoryError("conv2d_grad_weight: cannot allocate the Winograd buffers")
-    with nogil:
-        for t in range(1, threads):      # in thread order: deterministic for a thread count
-            for q in range(size):
-                part[q] += part[t * size + q]
-        for o in range(p.k):
-            _wino_weights_of(part, p.k, p.c, o, gw)
     return 0
 
 
@@ -1144,10 +1140,8 @@ cdef int _conv2d_grad_weight(Conv p, const floating[:, :, :, ::1] gy,
 cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
                         bint flip, const floating[::1] b, floating[:, :, ::1] u,
                         floating[:, :, :, ::1] y, int nt) except -1:
-    cdef const floating* w = _ptr(wt)
-    with nogil:
-        _wino_filters(w, q.k, q.c, flip, &u[0, 0, 0], nt)
-    return _wino_conv(q, _ptr(x), &u[0, 0, 0], &b[0] if b.shape[0] else NULL, _wptr(y), nt)
+    return _wino_conv(q, _ptr(x), _ptr(wt), flip, &u[0, 0, 0], &b[0] if b.shape[0] else NULL,
+                      _wptr(y), nt)
 
 
 cdef int _winograd_grad_weight(Wino q, const floating[:, :, :, ::1] gy,
