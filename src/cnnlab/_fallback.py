@@ -21,8 +21,9 @@ dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
 Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
 NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
 
-Here the convolutions are im2col with ``sliding_window_view`` + ``matmul``/``einsum``, and
-pooling and col2im loop over the kernel taps, each a strided slice of all pixels at once.
+Here the convolutions are im2col with ``sliding_window_view`` and one 2-D GEMM per group
+(NumPy's batched matmul does not reach BLAS for these shapes), and pooling and col2im loop
+over the kernel taps, each a strided slice of all pixels at once.
 """
 from __future__ import annotations
 
@@ -58,41 +59,66 @@ def _grouped(a, groups):
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
 
 
-def conv2d(x, weight, bias, spec):
-    """im2col as a (G, N, K, H_out*W_out) copy, then one batched matmul per group."""
+def _columns(x, spec):
+    """im2col: (G, K, N*H_out*W_out) copy of the windows of x, K = C_in/G*kH*kW in the
+    weight's (c, i, j) order."""
     g, n = spec.groups, x.shape[0]
-    ho, wo = spec.out_size
-    k = weight.shape[1] * weight.shape[2] * weight.shape[3]       # C_in/G * kH * kW
     cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
-    cols = cols.transpose(1, 0, 2, 5, 6, 3, 4).reshape(g, n, k, ho * wo)
-    wm = weight.reshape(g, 1, weight.shape[0] // g, k)           # G,1,Og,K
-    y = np.matmul(wm, cols)                                      # G,N,Og,Ho*Wo
-    y = np.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(n, weight.shape[0], ho, wo)
+    k = cols.shape[2] * cols.shape[5] * cols.shape[6]
+    return cols.transpose(1, 2, 5, 6, 0, 3, 4).reshape(g, k, n * cols.shape[3] * cols.shape[4])
+
+
+def _by_group(a, groups):
+    """(N, C, H, W) -> (G, C/G, N*H*W) copy: one 2-D operand per group."""
+    n, c, h, w = a.shape
+    return a.reshape(n, groups, c // groups, h * w).transpose(1, 2, 0, 3).reshape(
+        groups, c // groups, n * h * w)
+
+
+def _from_groups(a, n, shape):
+    """(G, C/G, N*H*W) -> (N, C, H, W) = ``(n,) + shape`` (the inverse of _by_group)."""
+    return np.ascontiguousarray(a.reshape(shape[0], n, shape[1] * shape[2]).transpose(1, 0, 2)
+                                ).reshape((n,) + tuple(shape))
+
+
+def conv2d(x, weight, bias, spec):
+    """im2col, then one 2-D GEMM per group (NumPy's BLAS, its own threads)."""
+    g, n = spec.groups, x.shape[0]
+    cols = _columns(x, spec)                                     # G,K,N*Ho*Wo
+    wm = weight.reshape(g, weight.shape[0] // g, -1)             # G,Og,K
+    y = np.empty((g, wm.shape[1], cols.shape[2]), x.dtype)
+    for i in range(g):
+        np.matmul(wm[i], cols[i], out=y[i])
+    y = _from_groups(y, n, (weight.shape[0],) + spec.out_size)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y
 
 
 def conv2d_grad_input(grad_output, weight, spec):
-    """Scatter each output gradient back through the window it came from (col2im)."""
-    g = spec.groups
-    n = grad_output.shape[0]
-    c_in = weight.shape[1] * g
+    """The columns W^T grad_output (one GEMM per group), scattered back through the
+    windows they came from (col2im)."""
+    g, n = spec.groups, grad_output.shape[0]
     kh, kw = spec.kernel_size
     ho, wo = spec.out_size
-    gy = _grouped(grad_output, g)                                # N,G,Og,Ho,Wo
-    wg = _grouped(weight[None], g)[0]                            # G,Og,Cg,kH,kW
-    cols = np.einsum("ngohw,gocij->ngcijhw", gy, wg, optimize=True)
-    return _col2im(cols.reshape(n, c_in, kh, kw, ho, wo), spec)
+    gy = _by_group(grad_output, g)                               # G,Og,N*Ho*Wo
+    wm = weight.reshape(g, weight.shape[0] // g, -1)             # G,Og,K
+    cols = np.empty((g, wm.shape[2], gy.shape[2]), grad_output.dtype)
+    for i in range(g):
+        np.matmul(wm[i].T, gy[i], out=cols[i])
+    cols = cols.reshape(g * weight.shape[1], kh, kw, n, ho, wo).transpose(3, 0, 1, 2, 4, 5)
+    return _col2im(cols, spec)
 
 
 def conv2d_grad_weight(grad_output, x, spec):
+    """grad_output times the transposed columns: one GEMM per group."""
     g = spec.groups
-    cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
-    gy = _grouped(grad_output, g)                                # N,G,Og,Ho,Wo
-    gw = np.einsum("ngohw,ngchwij->gocij", gy, cols, optimize=True)
-    return np.ascontiguousarray(gw.reshape(grad_output.shape[1], x.shape[1] // g,
-                                           *spec.kernel_size))
+    cols = _columns(x, spec)                                     # G,K,N*Ho*Wo
+    gy = _by_group(grad_output, g)                               # G,Og,N*Ho*Wo
+    gw = np.empty((g, gy.shape[1], cols.shape[1]), x.dtype)
+    for i in range(g):
+        np.matmul(gy[i], cols[i].T, out=gw[i])
+    return gw.reshape(grad_output.shape[1], x.shape[1] // g, *spec.kernel_size)
 
 
 def bias_grad(grad_output):
