@@ -217,6 +217,22 @@ def run_code(backend: str, code: str, timeout: float = 60, memory_gb: Optional[f
         return w.run({"code": code}, timeout)
 
 
+def fork_and_wait(target, args=(), timeout: float = 30):
+    """Run ``target(*args, conn)`` in a forked child; its one message through ``conn``, or
+    "hung" when none came within ``timeout`` seconds (the child is then killed)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=target, args=tuple(args) + (send,), daemon=True)
+    child.start()
+    send.close()
+    answered = receive.poll(timeout)
+    if not answered:
+        child.kill()
+    child.join(10)
+    return receive.recv() if answered else "hung"
+
+
 def describe(outcome: Outcome) -> str:
     text = f"{outcome.status}: {outcome.error or ''}"
     if outcome.log:

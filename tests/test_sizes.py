@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import cnnlab
+from cnnlab import _checks
+from cnnlab import functional as F
 from _child import describe, run_code
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # pragma: no cover - torch is in the test extra
+    torch = None
 
 BACKENDS = cnnlab.backends()
 
@@ -50,12 +60,7 @@ def _bigmem(gb):
 # --------------------------------------------------------------------------- big planes
 
 
-# The NumPy twin's pooling builds a padded copy of the input (8 GB here, 16 GB for the
-# 46341-wide window below) until it computes only the taps that touch the input.
-POOL_BACKENDS = [b for b in BACKENDS if b != "numpy"]
-
-
-@pytest.mark.parametrize("backend", POOL_BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_pooling_a_plane_of_more_than_2_31_elements(backend):
     _expect_ok(backend, BIG + """
 y = F.avg_pool2d(x, 1, stride=(65535, 1))
@@ -169,7 +174,7 @@ result = "ok"
 # --------------------------------------------------------------------------- overflow
 
 
-@pytest.mark.parametrize("backend", POOL_BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_avg_pool2d_divisor_past_2_31(backend):
     # 46341**2 = 2147488281 > 2**31 - 1: a 32-bit divisor wrapped to a negative number.
     value = _expect_ok(backend, """
@@ -214,3 +219,153 @@ except (MemoryError, ValueError) as e:
         assert "too big" in value or "allocate" in value or "too large" in value, value
         return
     assert value.tolist() == [[0.5, 0.5, 0.5], [0.5, 6.5, 0.5], [0.5, 0.5, 0.5]]
+
+
+# --------------------------------------------------------------------------- size checks
+
+def test_output_size_helpers_answer_at_once_for_huge_sizes():
+    # pool2d_output_shape(10**10, 2) built a Python list per output position (and the check
+    # that every dilated window reaches the input looped over them): it never answered.
+    out = run_code("numpy", """
+import time
+t = time.perf_counter()
+result = [cnnlab.pool2d_output_shape(10**10, 2),
+          cnnlab.pool2d_output_shape((10**15, 7), (3, 2**31 - 1), 1, (1, 2**30 - 1),
+                                     (2**31 - 1, 1)),
+          cnnlab.conv2d_output_shape(10**12, 3, 2**40, 2**41),
+          cnnlab.conv_transpose2d_output_shape(10**9, 3, 2**30, 5),
+          time.perf_counter() - t]
+""", timeout=30)
+    assert out.status == "ok", describe(out)
+    *shapes, seconds = out.value
+    assert shapes[0] == (5 * 10**9, 5 * 10**9)
+    # torch's formula (size + 2*padding - dilation*(kernel - 1) - 1) // stride + 1
+    assert shapes[1] == (10**15 + 2 - 2 * (2**31 - 1), 7 + 2 * (2**30 - 1) - (2**31 - 2))
+    assert shapes[2] == ((10**12 + 2**42 - 3) // 2**40 + 1,) * 2
+    assert shapes[3] == ((10**9 - 1) * 2**30 - 10 + 3,) * 2
+    assert seconds < 1.0
+
+
+@pytest.mark.skipif(torch is None, reason="torch not installed")
+@given(size=st.integers(1, 10**12), k=st.integers(1, 2**31 - 1), s=st.integers(1, 2**31 - 1),
+       d=st.integers(1, 2**31 - 1), p_frac=st.floats(0, 1), ceil=st.booleans())
+def test_pool_output_size_matches_torch_on_huge_sizes(size, k, s, d, p_frac, ceil):
+    # torch's meta tensors compute output shapes without memory: the independent oracle.
+    p = int(p_frac * (k // 2))                    # torch's max_pool2d: padding <= k/2
+    x = torch.empty(1, 1, size, 1, device="meta")
+    try:
+        want = TF.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=ceil).shape[2]
+    except RuntimeError:
+        want = None                               # torch: output too small
+    try:
+        got = cnnlab.pool2d_output_shape((size, 1), (k, 1), (s, 1), (p, 0), (d, 1), ceil)[0]
+    except cnnlab.ArgumentError as e:
+        if "covers no input" in str(e):           # cnnlab refuses what torch computes
+            return
+        got = None
+    assert got == want
+
+
+@given(size=st.integers(1, 12), k=st.integers(1, 12), s=st.integers(1, 16),
+       d=st.integers(1, 40), p_frac=st.floats(0, 1), ceil=st.booleans())
+def test_first_uncovered_window_matches_enumeration(size, k, s, d, p_frac, ceil):
+    p = int(p_frac * ((d * (k - 1) + 1) // 2))
+    out = _checks._pool_out(size, k, s, p, d, ceil)
+    if out < 1:
+        return
+    first_taps = [o * s - p + (-(min(o * s - p, 0) // d)) * d for o in range(out)]
+    misses = [o for o, t in enumerate(first_taps) if t >= size]
+    assert _checks._first_uncovered(size, s, p, d, out) == (misses[0] if misses else None)
+
+
+@given(a=st.integers(0, 200), m=st.integers(1, 100), data=st.data())
+def test_least_multiple_in_an_interval_matches_enumeration(a, m, data):
+    lo = data.draw(st.integers(0, m - 1))
+    hi = data.draw(st.integers(lo, m - 1))
+    want = next((x for x in range(m + 1) if lo <= a * x % m <= hi), None)   # x mod m repeats
+    assert _checks._least_multiple_in(a, m, lo, hi) == want
+
+
+def _conv1x1(T, size=2, **kw):
+    """conv2d of a (1, 1, size, size) input with a 1x1 weight."""
+    return F.conv2d(T(np.ones((1, 1, size, size))), T(np.ones((1, 1, 1, 1))), **kw)
+
+
+LIMIT_CASES = {
+    # name: (call, regex of the message)
+    "conv2d padding past 2**62-1": (
+        lambda T: _conv1x1(T, padding=2**62), r"padding 4611686018427387904 is too large"),
+    "conv2d stride past 2**62-1": (
+        lambda T: _conv1x1(T, stride=2**63), r"stride 9223372036854775808 is too large"),
+    "conv2d padded input past 2**62-1": (
+        lambda T: _conv1x1(T, padding=2**61),
+        r"padded input size 4611686018427387906 is too large"),
+    "conv2d output past 2**63 bytes": (
+        lambda T: _conv1x1(T, 1, padding=2**31),
+        r"the output would have size \[1, 1, 4294967297, 4294967297\]"),
+    "conv_transpose2d output past 2**63 bytes": (
+        lambda T: F.conv_transpose2d(T(np.ones((1, 1, 2, 2))), T(np.ones((1, 1, 1, 1))),
+                                     stride=2**40),
+        r"the output would have size \[1, 1, 1099511627777, 1099511627777\]"),
+    "conv_transpose2d output_padding past 2**62-1": (
+        lambda T: F.conv_transpose2d(T(np.ones((1, 1, 2, 2))), T(np.ones((1, 1, 1, 1))),
+                                     stride=2**62 + 1, output_padding=2**62),
+        r"stride 4611686018427387905 is too large"),
+    "max_pool2d kernel past 2**31-1": (
+        lambda T: F.max_pool2d(T(np.ones((1, 1, 2, 2))), 2**31, padding=2**30), r"kernel size"),
+    "avg_pool2d stride past 2**31-1": (
+        lambda T: F.avg_pool2d(T(np.ones((1, 1, 2, 2))), 2, stride=2**31), r"stride 2147483648"),
+    "avg_pool2d divisor past 2**63-1": (
+        lambda T: F.avg_pool2d(T(np.ones((1, 1, 2, 2))), 2, divisor_override=-2**63),
+        r"divisor_override -9223372036854775808 is too large"),
+    "pooling an empty batch of big planes": (
+        lambda T: F.max_pool2d(T(np.zeros((0, 3, 2**20, 2**20))), 2), None),
+    "conv_transpose2d output size past 2**62-1": (
+        lambda T: F.conv_transpose2d(T(np.ones((0, 1, 10**12, 1))), T(np.ones((1, 1, 3, 1))),
+                                     stride=2**30, padding=(5, 0)),
+        r"output size 1073741823998926258169 is too large"),
+    "conv2d planes without columns": (
+        lambda T: F.conv2d(T(np.ones((1, 1, 3, 0))), T(np.ones((1, 1, 1, 1))), padding=1),
+        r"Only zero batch or zero channel inputs are supported, but got input shape: "
+        r"\[1, 1, 3, 0\]"),
+}
+
+@pytest.mark.parametrize("name", list(LIMIT_CASES))
+def test_sizes_past_the_limits_are_refused_by_name(twin, name):
+    call, match = LIMIT_CASES[name]
+    if match is None:                       # legal: an empty result of the right shape
+        assert twin.to_numpy(call(twin.to_twin)).shape == (0, 3, 2**19, 2**19)
+        return
+    with pytest.raises(cnnlab.ArgumentError, match=match):
+        call(twin.to_twin)
+
+
+# --------------------------------------------------------------------------- huge windows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooling_with_huge_windows_reads_only_the_input(twin, dtype):
+    # Every window of 4001 x 4001 at padding 2000 covers the whole 5x5 plane: the average
+    # is the plane's sum over 4001**2 (padding counted), the maximum the plane's maximum.
+    # The NumPy twin built the padded input (2 x 3 x 4005 x 4005) for this; now it reads
+    # one tap per input cell into the 5x5 output.
+    import tracemalloc
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 5, 5)).astype(dtype)
+    tracemalloc.start()
+    avg = twin.to_numpy(F.avg_pool2d(twin.to_twin(x), 4001, 1, 2000))
+    mx, idx = twin.to_numpy(F.max_pool2d(twin.to_twin(x), 4001, 1, 2000, return_indices=True))
+    gx = twin.to_numpy(F.avg_pool2d_backward(twin.to_twin(np.ones_like(avg)), twin.to_twin(x),
+                                             4001, 1, 2000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    sums = x.astype(np.float64).sum(axis=(2, 3))
+    np.testing.assert_allclose(avg, np.broadcast_to((sums / 4001**2)[:, :, None, None],
+                                                    avg.shape), rtol=1e-5, atol=1e-12)
+    np.testing.assert_array_equal(mx, np.broadcast_to(x.max(axis=(2, 3))[:, :, None, None],
+                                                      mx.shape))
+    np.testing.assert_array_equal(idx, np.broadcast_to(
+        x.reshape(2, 3, 25).argmax(axis=2)[:, :, None, None], idx.shape))
+    np.testing.assert_allclose(gx, np.full(x.shape, 25 / 4001**2), rtol=1e-5)
+    if twin == "numpy":
+        assert peak < 2**20, f"the NumPy twin allocated {peak} bytes for 150 outputs"

@@ -20,6 +20,15 @@ from typing import NamedTuple, Optional, Tuple
 
 Pair = Tuple[int, int]
 
+#: The largest size, stride, padding, dilation or padded extent of a convolution (torch's
+#: limit for padding). The kernels' 64-bit index arithmetic adds at most two such values.
+INDEX_MAX = 2**62 - 1
+#: BLAS takes its matrix sizes as C ``int``, and torch its pooling hyper-parameters.
+INT_MAX = 2**31 - 1
+#: The most bytes an array or buffer may have: NumPy's limit, and a ``size_t`` the kernels
+#: can compute without overflow.
+MAX_BYTES = 2**63 - 1
+
 __all__ = [
     "ArgumentError",
     "ConvSpec",
@@ -126,6 +135,16 @@ def _pair(value, name: str) -> Pair:
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
+def _check_limit(op: str, limit: int, **values) -> None:
+    """Each named value is at most ``limit`` (INDEX_MAX or INT_MAX), else ArgumentError."""
+    for name, value in values.items():
+        for v in (value if isinstance(value, tuple) else (value,)):
+            if v > limit:
+                bound = "2**62 - 1" if limit == INDEX_MAX else "2**31 - 1 (as in torch)"
+                raise ArgumentError(f"{op}: {name.replace('_', ' ')} {v} is too large; at "
+                                    f"most {bound} is supported")
+
+
 def _check_planes(input_shape) -> None:
     """torch's rule: input planes without rows or columns only in an empty batch."""
     n, c, h, w = (int(v) for v in input_shape)
@@ -214,9 +233,10 @@ def _conv_hparams(stride, padding, dilation, groups, kernel_size, transposed=Fal
 
 
 def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dilation=1,
-                groups=1, op: str = "conv2d") -> ConvSpec:
+                groups=1, op: str = "conv2d", check_output: bool = True) -> ConvSpec:
     """Check a conv2d call and return its spec. ``input_shape`` is 4-D (N, C_in, H, W),
-    ``weight_shape`` (C_out, C_in/groups, kH, kW); ``bias_shape`` (C_out,) or None."""
+    ``weight_shape`` (C_out, C_in/groups, kH, kW); ``bias_shape`` (C_out,) or None.
+    ``check_output``: the output must be an array NumPy can hold (not for size helpers)."""
     if len(weight_shape) != 4:
         raise ArgumentError(f"{op}: expected a 4-D weight of shape (C_out, C_in/groups, kH, kW), "
                             f"but got weight of size {_size(weight_shape)}")
@@ -255,12 +275,17 @@ def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dila
                             f"{padded[1]}). Kernel size: ({eff[0]} x {eff[1]}). Kernel size "
                             f"can't be greater than actual input size")
     _check_planes(input_shape)
+    _check_limit(op, INDEX_MAX, stride=s, padding=p0 + p1, dilation=d,
+                 padded_input_size=padded, effective_kernel_size=eff)
     out = (_conv_out(h, kh, s[0], p0[0], p1[0], d[0]), _conv_out(w, kw, s[1], p0[1], p1[1], d[1]))
+    if check_output:
+        check_buffer(f"{op}: the output", (n, c_out) + out, 8)
     return ConvSpec(s, p0, d, g, (kh, kw), (h, w), out)
 
 
 def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0,
-                          output_padding=0, groups=1, dilation=1) -> ConvSpec:
+                          output_padding=0, groups=1, dilation=1,
+                          check_output: bool = True) -> ConvSpec:
     """Check a conv_transpose2d call; return the spec of the convolution it is the adjoint of.
 
     ``input_shape`` (N, C_in, H, W), ``weight_shape`` (C_in, C_out/groups, kH, kW). The spec
@@ -305,10 +330,16 @@ def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, paddi
         raise ArgumentError(f"{op}: kernel size must be positive, got weight of size "
                             f"{_size(weight_shape)}")
     _check_planes(input_shape)
-    out = conv_transpose2d_output_shape((h, w), (kh, kw), s, p, op_, d)
+    _check_limit(op, INDEX_MAX, stride=s, padding=p, dilation=d, output_padding=op_)
+    out = tuple((i - 1) * s_ - 2 * p_ + d_ * (k - 1) + o + 1
+                for i, k, s_, p_, o, d_ in zip((h, w), (kh, kw), s, p, op_, d))
     if min(out) < 1:
         raise ArgumentError(f"Given input size per channel: ({h} x {w}). Calculated output size "
                             f"per channel: ({out[0]} x {out[1]}). Output size is too small")
+    _check_limit(op, INDEX_MAX, output_size=out,
+                 padded_output_size=tuple(o + 2 * q for o, q in zip(out, p)))
+    if check_output:
+        check_buffer(f"{op}: the output", (n, c_out) + out, 8)
     return ConvSpec(s, p, d, g, (kh, kw), out, (h, w))
 
 
@@ -330,8 +361,9 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
 
 def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
                 ceil_mode=False, count_include_pad=True, divisor_override=None,
-                op: str = "max_pool2d") -> PoolSpec:
-    """Check a pooling call; ``input_shape`` is 4-D (N, C, H, W)."""
+                op: str = "max_pool2d", check_output: bool = True) -> PoolSpec:
+    """Check a pooling call; ``input_shape`` is 4-D (N, C, H, W). ``check_output``: the
+    output must be an array NumPy can hold (not for size helpers)."""
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
         else _pair(stride, "stride")
@@ -347,6 +379,7 @@ def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
                             f"dilationW: {d[1]}")
     if min(p) < 0:
         raise ArgumentError(f"pad must be non-negative, but got pad: {min(p)}")
+    _check_limit(op, INT_MAX, kernel_size=k, stride=s, padding=p, dilation=d)
     for pi, ki, di in zip(p, k, d):
         if pi > (di * (ki - 1) + 1) // 2:
             raise ArgumentError(f"pad should be at most half of effective kernel size, but got "
@@ -356,33 +389,73 @@ def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
             raise TypeError(f"divisor_override must be an int or None, got {divisor_override!r}")
         if divisor_override == 0:
             raise ArgumentError("divisor must be not zero")
+        if abs(divisor_override) > MAX_BYTES:
+            raise ArgumentError(f"{op}: divisor_override {divisor_override} is too large; a "
+                                f"64-bit integer is at most {MAX_BYTES} in magnitude")
     n, c, h, w = (int(v) for v in input_shape)
     out = (_pool_out(h, k[0], s[0], p[0], d[0], bool(ceil_mode)),
            _pool_out(w, k[1], s[1], p[1], d[1], bool(ceil_mode)))
     if min(out) < 1:
         raise ArgumentError(f"Given input size: ({c}x{h}x{w}). Calculated output size: "
                             f"({c}x{out[0]}x{out[1]}). Output size is too small")
-    for axis, first in zip(("row", "column"), _first_taps((h, w), k, s, p, d, out)):
-        bad = [o for o, t in enumerate(first) if t >= (h, w)[axis == "column"]]
-        if bad:  # only possible with dilation: the taps jump over the whole input
-            raise ArgumentError(f"{op}: the pooling window of output {axis} {bad[0]} covers "
+    for axis, args in zip(("row", "column"), zip((h, w), s, p, d, out)):
+        bad = _first_uncovered(*args)
+        if bad is not None:  # only possible with dilation: the taps jump over the input
+            raise ArgumentError(f"{op}: the pooling window of output {axis} {bad} covers "
                                 f"no input element (kernel_size={k}, dilation={d}, "
                                 f"padding={p}); use less padding or dilation")
+    if check_output:
+        check_buffer(f"{op}: the output", (n, c) + out, 8)
     return PoolSpec(k, s, p, d, bool(ceil_mode), (h, w), out, bool(count_include_pad),
                     None if divisor_override is None else int(divisor_override))
 
 
-def _first_taps(in_size, k, s, p, d, out):
-    """Per axis, the input row/column of each window's first in-bounds tap."""
-    return tuple([o * si - pi + -(min(o * si - pi, 0) // di) * di for o in range(oi)]
-                 for si, pi, di, oi in zip(s, p, d, out))
+def _first_uncovered(size: int, s: int, p: int, d: int, out: int) -> Optional[int]:
+    """The first of ``out`` pooling windows (stride s, padding p, dilation d) along an axis
+    of ``size`` whose taps all miss the input, or None. O(log) in the sizes.
+
+    A window starting at ``o*s - p >= 0`` reads its start (inside the input, by the output
+    size rule). One starting in the padding reads first at ``(o*s - p) mod d``: it misses
+    the input when that is ``>= size``. So: the least ``o < min(out, ceil(p/s))`` with
+    ``(s*o - p) mod d`` in ``[size, d - 1]``."""
+    last = min(out, -(-p // s))             # windows [0, last) start in the padding
+    if last <= 0 or d <= size:
+        return None
+    # s*o mod d must lie in [size + p, d - 1 + p] mod d: one interval, or two if it wraps
+    lo, hi = (size + p) % d, (d - 1 + p) % d
+    parts = [(lo, hi)] if lo <= hi else [(lo, d - 1), (0, hi)]
+    hits = [o for o in (_least_multiple_in(s % d, d, a, b) for a, b in parts) if o is not None]
+    first = min(hits, default=None)
+    return first if first is not None and first < last else None
+
+
+def _least_multiple_in(a: int, m: int, lo: int, hi: int) -> Optional[int]:
+    """The least x >= 0 with ``lo <= a*x mod m <= hi`` (0 <= lo <= hi < m), or None.
+
+    Euclid's recursion: if no multiple of ``a`` lies in [lo, hi] without wrapping, a
+    solution wraps y times, a*x = m*y + r, and y is the least with ``m*y mod a`` in an
+    interval of the same kind, modulo a (so the sizes shrink as in gcd)."""
+    if lo == 0:
+        return 0
+    a %= m
+    if a == 0:
+        return None
+    x = -(-lo // a)
+    if a * x <= hi:
+        return x
+    y = _least_multiple_in(m % a, a, (a - hi % a) % a, (a - lo % a) % a)
+    return None if y is None else -(-(lo + m * y) // a)
 
 
 def first_taps(spec: PoolSpec):
-    """([row per output row], [column per output column]) of each window's first tap inside
-    the input: where max pooling's search starts (and the index of an all -inf window)."""
-    return _first_taps(spec.in_size, spec.kernel_size, spec.stride, spec.padding,
-                       spec.dilation, spec.out_size)
+    """(rows (H_out,), columns (W_out,)), int64 arrays: each window's first tap inside the
+    input, where max pooling's search starts (and the index of an all -inf window). A
+    window starting at ``o*stride - padding < 0`` reads first at that start modulo the
+    dilation (the checks made sure it is inside)."""
+    import numpy as np
+    return tuple(np.where(start >= 0, start, start % d) for start, d in
+                 ((np.arange(o, dtype=np.int64) * s - p, d) for o, s, p, d in
+                  zip(spec.out_size, spec.stride, spec.padding, spec.dilation)))
 
 
 # --------------------------------------------------------------------------- linear
@@ -420,17 +493,19 @@ def conv2d_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1
     """
     i = _pair(input_size, "input_size")
     k = _pair(kernel_size, "kernel_size")
-    spec = conv2d_spec((1, 1) + i, (1, 1) + k, None, stride, padding, dilation, 1)
+    spec = conv2d_spec((0, 1) + i, (1, 1) + k, None, stride, padding, dilation, 1,
+                       check_output=False)
     return spec.out_size
 
 
 def conv_transpose2d_output_shape(input_size, kernel_size, stride=1, padding=0,
                                   output_padding=0, dilation=1):
-    """(H_out, W_out) = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1."""
+    """(H_out, W_out) = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1,
+    with conv_transpose2d's checks (an output smaller than 1 is an error)."""
     i, k = _pair(input_size, "input_size"), _pair(kernel_size, "kernel_size")
-    s, p = _pair(stride, "stride"), _pair(padding, "padding")
-    op_, d = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
-    return tuple((i[j] - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op_[j] + 1 for j in (0, 1))
+    spec = conv_transpose2d_spec((0, 1) + i, (1, 1) + k, None, stride, padding, output_padding,
+                                 1, dilation, check_output=False)
+    return spec.in_size
 
 
 def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilation=1,
@@ -440,7 +515,8 @@ def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilatio
     Example: ``pool2d_output_shape(28, 2) == (14, 14)``.
     """
     i = _pair(input_size, "input_size")
-    return pool2d_spec((1, 1) + i, kernel_size, stride, padding, dilation, ceil_mode).out_size
+    return pool2d_spec((0, 1) + i, kernel_size, stride, padding, dilation, ceil_mode,
+                       check_output=False).out_size
 
 
 def prod(shape) -> int:
@@ -449,20 +525,14 @@ def prod(shape) -> int:
 
 # --------------------------------------------------------------------------- kernel limits
 
-#: BLAS takes its matrix sizes and leading dimensions as C ``int``.
-INT_MAX = 2**31 - 1
-#: The most bytes an array or buffer may have: NumPy's limit, and a ``size_t`` the kernels
-#: can compute without overflow.
-MAX_BYTES = 2**63 - 1
-
 
 def check_buffer(what: str, shape, itemsize: int) -> None:
     """``shape`` of ``itemsize``-byte elements is addressable (at most MAX_BYTES), else
     ArgumentError naming ``what`` and its size. Zero-length axes count as 1, as in NumPy."""
     n = math.prod(max(1, int(s)) for s in shape) * int(itemsize)
     if n > MAX_BYTES:
-        raise ArgumentError(f"{what} would have size {_size(shape)} ({n} bytes), more than "
-                            f"{MAX_BYTES} bytes can be addressed")
+        raise ArgumentError(f"{what} would have size {_size(shape)}: {n} bytes, too large "
+                            "to address (at most 2**63 - 1)")
 
 
 def check_gemm_sizes(spec: ConvSpec, c_in: int, c_out: int) -> None:

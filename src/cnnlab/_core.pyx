@@ -28,7 +28,7 @@ import threading
 import numpy as np
 
 from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes
-from cnnlab._parallel import get_num_threads as _num_threads
+from cnnlab._parallel import kernel_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",

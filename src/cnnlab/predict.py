@@ -56,7 +56,7 @@ def _run(args) -> int:
     for path in args.images:
         try:
             images.append(data.load_image(path, ckpt["image_size"], ckpt["channels"]))
-            paths.append(path)
+            paths.append(data.printable(path))
         except data.DataError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             status = 1
@@ -69,7 +69,7 @@ def _run(args) -> int:
         x = A.convert(x, device)
     with use_backend(backend):
         probs = predict_proba(model, x)
-    names = ckpt["class_names"]
+    names = [data.printable(n) for n in ckpt["class_names"]]
     width = max(len(p) for p in paths)
     for path, p in zip(paths, probs):
         best = int(np.argmax(p))
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except (ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
         return 1
 
 

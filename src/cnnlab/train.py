@@ -393,7 +393,7 @@ def _fit(args, log) -> int:
         skipped = sum(run.ds.skipped.values())
         log(f"data: {run.ds.source}: {run.n_train} train / {run.n_test} test images, "
             f"{s['channels']}x{s['image_size']}x{s['image_size']}, classes "
-            f"{', '.join(run.class_names)}"
+            f"{', '.join(map(data.printable, run.class_names))}"
             + (f"; skipped {skipped} unreadable files {run.ds.skipped}" if skipped else ""))
         opt = (f"Adam lr {s['lr']:g}" if s["optimizer"] == "adam"
                else f"SGD lr {s['lr']:g} momentum {s['momentum']:g}")
@@ -434,7 +434,7 @@ def _fit(args, log) -> int:
             f"{elapsed:.1f} s")
         log(f"test accuracy: {100 * acc:.2f}% ({int(np.trace(cm))}/{run.n_test})")
         log("confusion matrix (rows: true class, columns: predicted class):")
-        log(format_confusion(cm, run.class_names))
+        log(format_confusion(cm, [data.printable(n) for n in run.class_names]))
         png = os.path.join(out, "curves.png")
         wrote = [last_ckpt or "(no new checkpoint)", metrics_path]
         if plot_curves(run.history, png):
@@ -465,7 +465,7 @@ def main(argv=None, log=None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
         return 1
 
 
