@@ -229,6 +229,8 @@ def main(argv=None):
                     help="comma-separated: cython, numpy, torch, functional")
     ap.add_argument("--env-variants", action="store_true",
                     help="also cython with OMP_WAIT_POLICY=PASSIVE / OPENBLAS_NUM_THREADS=1")
+    ap.add_argument("--variant", action="append", default=[], metavar="VAR=VALUE",
+                    help="also cython with this environment variable (repeatable)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(SCRIPT), "results",
                                                   "train"), help="writes OUT.json, OUT.md")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -255,9 +257,11 @@ def main(argv=None):
             common = ["--data", path, "--epochs", str(args.epochs), "--threads",
                       str(args.threads)]
             cands = {n: (["--worker", n] + common, None) for n in names}
-            if args.env_variants:
-                for n, extra in ENV_VARIANTS.items():
-                    cands[n] = (["--worker", n] + common, dict(os.environ, **extra))
+            variants = dict(ENV_VARIANTS) if args.env_variants else {}
+            for v in args.variant:
+                variants[f"cython {v}"] = dict([v.split("=", 1)])
+            for n, extra in variants.items():
+                cands[n] = (["--worker", n] + common, dict(os.environ, **extra))
             log(f"{size}x{size}:")
             res = H.in_processes(SCRIPT, cands, rounds=args.rounds, log=log,
                                  keep=("peak_bytes",))
