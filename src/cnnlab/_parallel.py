@@ -105,10 +105,33 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
 
 
+#: GNU OpenMP's idle threads busy-wait before they sleep: by default 300,000 rounds, some
+#: milliseconds after every kernel, on cores that NumPy's or BLAS's threads, or other
+#: processes, need. Unless the user chose (OMP_WAIT_POLICY or GOMP_SPINCOUNT set), the
+#: compiled twin loads its OpenMP runtime with this spin count (some tens of microseconds:
+#: enough to catch the next kernel of a layer, not to hold a core between batches).
+SPIN_COUNT = "1000"
+
+
+def load_compiled():
+    """Import and return the compiled twin (ImportError if it was not built). GNU OpenMP
+    reads its settings when it loads, so GOMP_SPINCOUNT is set for the import only and the
+    environment is restored after it (children and libraries loaded later see the user's)."""
+    chosen = any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
+    if not chosen:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    try:
+        from cnnlab import _core
+    finally:
+        if not chosen:
+            os.environ.pop("GOMP_SPINCOUNT", None)
+    return _core
+
+
 def openmp_enabled() -> bool:
     """True when the compiled twin is built and was compiled with OpenMP."""
     try:
-        from cnnlab import _core
+        core = load_compiled()
     except ImportError:
         return False
-    return bool(_core.openmp_enabled())
+    return bool(core.openmp_enabled())
