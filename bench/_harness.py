@@ -50,6 +50,10 @@ def setup_interleaved_env() -> str:
     return os.environ["OMP_WAIT_POLICY"]
 
 
+#: The name earlier scripts use (bench/nn_epoch.py): same behaviour.
+setup_env = setup_interleaved_env
+
+
 def set_threads(n: int, torch=None) -> None:
     """The same thread count for cnnlab (when imported), torch (when given) and BLAS."""
     if "cnnlab" in sys.modules:
@@ -108,6 +112,7 @@ def machine() -> dict:
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
             "caches": cache_sizes(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
             "python": platform.python_version(), "numpy": numpy.__version__,
             "env": {k: os.environ.get(k, "(unset)") for k in
                     BLAS_OVERRIDES + ("OMP_WAIT_POLICY", "OMP_NUM_THREADS",
