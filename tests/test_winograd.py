@@ -60,7 +60,7 @@ def test_compiled_twin_takes_winograd_for_these_shapes():
     def algorithm(n, c, k, h, w, padding, groups=1):
         spec = _checks.conv2d_spec((n, c, h, w), (k, c // groups, 3, 3), None, 1, padding,
                                    1, groups)
-        return core._algorithm((n, c, h, w), k, spec)
+        return core._algorithm((n, c, h, w), k, spec, np.float64)
     for case in CASES:
         assert algorithm(*case) == "winograd", case
     assert algorithm(2, 3, 16, 16, 16, 1) == "im2col"

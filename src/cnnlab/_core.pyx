@@ -1105,6 +1105,166 @@ cdef int _wino_grad_weight(Wino p, const floating* gy, const floating* x, floati
     return 0
 
 
+# --------------------------------------------------------------------------- direct
+
+# A direct convolution for layers with few input channels (the first layer of a network:
+# RGB or grey input), float32, stride 1, no dilation, one group. im2col there gives GEMMs
+# with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. Here
+# each output row is computed from zero-padded copies of the kH input rows it reads (per
+# input channel, so every load is in bounds), in blocks of 4 output channels x 16 output
+# columns held in eight 8-wide AVX2 registers, one FMA per weight and 8 pixels. The C is
+# compiled for AVX2+FMA (a function attribute) and used only when the CPU has them; on
+# other CPUs and compilers the layer stays on im2col.
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #define CNNLAB_DIRECT 1
+    typedef float cnnlab_v8 __attribute__((vector_size(32)));
+
+    static int cnnlab_direct_available(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+
+    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w) and weights wk
+       (k4, c, kh, kw), k4 = k rounded up to 4 (zeros past k), plus bias (k4,). pad holds
+       c*kh rows of `span` floats, span >= wv + kw - 1 where wv = wo rounded up to 16. */
+    __attribute__((target("avx2,fma")))
+    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
+                                   const float *bias, long k, long kh, long kw, long ph,
+                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
+                                   float *pad, long span)
+    {
+        long wv = (wo + 15) / 16 * 16, taps = kh * kw;
+        for (long oh = oh0; oh < oh1; oh++) {
+            for (long ci = 0; ci < c; ci++) {
+                for (long i = 0; i < kh; i++) {
+                    float *dst = pad + (ci * kh + i) * span;
+                    long r = oh - ph + i;
+                    for (long q = 0; q < span; q++) dst[q] = 0.0f;
+                    if (r < 0 || r >= h) continue;
+                    const float *src = x + (ci * h + r) * w;
+                    for (long q = 0; q < w; q++)          /* dst[q + pw] = src[q] */
+                        if (q + pw >= 0 && q + pw < span) dst[q + pw] = src[q];
+                }
+            }
+            for (long ko = 0; ko < k; ko += 4) {
+                const float *wb = wk + ko * c * taps;
+                for (long ow = 0; ow < wv; ow += 16) {
+                    cnnlab_v8 a[4][2];
+                    for (int t = 0; t < 4; t++) {
+                        cnnlab_v8 b = (cnnlab_v8){0} + bias[ko + t];
+                        a[t][0] = b;
+                        a[t][1] = b;
+                    }
+                    for (long ci = 0; ci < c; ci++)
+                        for (long i = 0; i < kh; i++) {
+                            const float *row = pad + (ci * kh + i) * span + ow;
+                            const float *wr = wb + ci * taps + i * kw;
+                            for (long j = 0; j < kw; j++) {
+                                cnnlab_v8 v0, v1;
+                                __builtin_memcpy(&v0, row + j, sizeof v0);
+                                __builtin_memcpy(&v1, row + j + 8, sizeof v1);
+                                for (int t = 0; t < 4; t++) {
+                                    cnnlab_v8 s = (cnnlab_v8){0} + wr[t * c * taps + j];
+                                    a[t][0] += s * v0;
+                                    a[t][1] += s * v1;
+                                }
+                            }
+                        }
+                    for (int t = 0; t < 4 && ko + t < k; t++) {
+                        float *out = y + ((ko + t) * ho + oh) * wo + ow;
+                        if (ow + 16 <= wo) {
+                            __builtin_memcpy(out, &a[t][0], sizeof a[t][0]);
+                            __builtin_memcpy(out + 8, &a[t][1], sizeof a[t][1]);
+                        } else {
+                            float tmp[16];
+                            __builtin_memcpy(tmp, &a[t][0], sizeof a[t][0]);
+                            __builtin_memcpy(tmp + 8, &a[t][1], sizeof a[t][1]);
+                            for (long q = 0; q < wo - ow; q++) out[q] = tmp[q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    #else
+    #define CNNLAB_DIRECT 0
+    static int cnnlab_direct_available(void) { return 0; }
+    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
+                                   const float *bias, long k, long kh, long kw, long ph,
+                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
+                                   float *pad, long span) {}
+    #endif
+    """
+    int cnnlab_direct_available() nogil
+    void cnnlab_direct_rows(const float* x, long c, long h, long w, const float* wk,
+                            const float* bias, long k, long kh, long kw, long ph, long pw,
+                            long ho, long wo, float* y, long oh0, long oh1, float* pad,
+                            long span) nogil
+
+
+_DIRECT_AVAILABLE = bool(cnnlab_direct_available())
+cdef bint _DIRECT = _DIRECT_AVAILABLE and os.environ.get("CNNLAB_DIRECT", "1") == "1"
+cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
+
+
+cdef inline bint _direct(const Conv* p, object dtype) noexcept:
+    """A forward convolution the direct kernel takes (see above)."""
+    return (_DIRECT and dtype == np.float32 and p.groups == 1 and p.sh == 1 and p.sw == 1
+            and p.dh == 1 and p.dw == 1 and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4
+            and p.wo >= 8)
+
+
+cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, ::1] wk,
+                     const float[::1] b, float[:, :, :, ::1] y, int n_threads) except -1:
+    """y = conv(x) + b on the direct kernel; work items (image, block of output rows), at
+    least a few per thread."""
+    cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
+    cdef Py_ssize_t per = (p.ho + parts - 1) // parts
+    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
+    cdef Py_ssize_t span = (p.wo + 15) // 16 * 16 + p.kw - 1 + 16
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef float* pad
+    cdef const float* px = &x[0, 0, 0, 0]
+    cdef const float* pw = &wk[0, 0, 0, 0]
+    cdef const float* pb = &b[0]
+    cdef float* py = &y[0, 0, 0, 0]
+    cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
+    pad = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=<int> min(<Py_ssize_t> n_threads, items)):
+        pad = <float*> malloc(p.c_in * p.kh * span * sizeof(float))
+        if pad == NULL:
+            failed_p[0] = 1
+        for item in prange(items, schedule='static'):
+            if pad == NULL:
+                continue
+            r0 = (item % blocks) * per
+            cnnlab_direct_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w, pw, pb,
+                               p.c_out, p.kh, p.kw, p.ph, p.pw, p.ho, p.wo,
+                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad,
+                               span)
+        free(pad)
+    if failed:
+        raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
+    return 0
+
+
+def _direct_forward(x, weight, bias, Conv p):
+    """conv2d on the direct kernel: weights and bias padded to a multiple of 4 outputs."""
+    k4 = (p.c_out + 3) // 4 * 4
+    wk = np.zeros((k4,) + weight.shape[1:], np.float32)
+    wk[:p.c_out] = weight
+    b = np.zeros(k4, np.float32)
+    if bias is not None:
+        b[:p.c_out] = bias
+    y = np.empty((p.n, p.c_out, p.ho, p.wo), np.float32)
+    if p.n:
+        _direct_run(p, x, wk, b, y, _num_threads())
+    return y
+
+
 # Typed entry points: C-contiguous memoryviews (``const`` lets read-only arrays in) checked
 # by Cython on the way in, then raw pointers. A pointer is only taken of a non-empty view.
 
@@ -1150,11 +1310,14 @@ cdef int _winograd_grad_weight(Wino q, const floating[:, :, :, ::1] gy,
     return _wino_grad_weight(q, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
 
 
-def _algorithm(x_shape, Py_ssize_t c_out, spec):
-    """'winograd' or 'im2col': how conv2d computes a convolution of input shape ``x_shape``
-    (N, C_in, H, W) into ``c_out`` channels (its gradients use the same)."""
+def _algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
+    """'winograd', 'direct' or 'im2col': how conv2d computes a convolution of input shape
+    ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its gradients use Winograd when
+    the forward does, else im2col)."""
     cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
-    return "winograd" if _winograd(&p) else "im2col"
+    if _winograd(&p):
+        return "winograd"
+    return "direct" if _direct(&p, np.dtype(dtype)) else "im2col"
 
 
 def _winograd_forward(x, weight, bias, bint flip, Py_ssize_t c_out, Py_ssize_t ho,
@@ -1182,6 +1345,8 @@ def conv2d(x, weight, bias, spec):
     check_gemm_sizes(spec, p.c_in, p.c_out)
     if _winograd(&p):
         return _winograd_forward(x, weight, bias, False, p.c_out, p.ho, p.wo, p.ph, p.pw)
+    if _direct(&p, x.dtype):
+        return _direct_forward(x, weight, bias, p)
     _tiles_forward(&p, x.dtype.itemsize)
     _check_columns(&p, x.dtype.itemsize)
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
