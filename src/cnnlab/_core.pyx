@@ -1,17 +1,25 @@
 # Design note: the compiled twin of the kernel contract (see _fallback.py's docstring).
 #
-# Each ``def`` unpacks a checked spec into a C struct (Conv, Pool), allocates the result
-# with NumPy and hands raw pointers to a ``nogil`` fused-type (float/double) kernel.
-# Convolutions are im2col + BLAS GEMM (scipy.linalg.cython_blas; row-major by swapping A
-# and B, ``_gemm``), cut into work items run by an OpenMP ``prange``, each thread with its
-# own column buffer; BLAS is held to one thread meanwhile (``_OneBlasThread``). forward:
-# items (image, group, tile of output rows), tiles sized by ``_tiles_*``. grad_input:
-# GEMM then col2im per (image, group, block of channels). grad_weight: each thread adds
-# into its own partial weight, the partials summed in thread order (deterministic for a
-# thread count). 1x1 stride-1 unpadded convolutions skip im2col; stride-1 'same'-width
-# ones copy whole shifted planes (``_flat``). Pooling: direct loops over the N*C planes;
-# windows wholly inside a row go tap by tap in vectorisable loops over the columns (2x2
-# stride 2 fused into one loop), border windows one by one. OpenMP: ``#ifdef`` shim below.
+# Each ``def`` unpacks a checked spec into a C struct (Conv, Pool, Wino), allocates the
+# result with NumPy and hands raw pointers to a ``nogil`` fused-type (float/double) kernel.
+# A convolution takes one of three algorithms (``_algorithm`` tells which):
+#   Winograd F(4x4, 3x3)  3x3 stride 1, one group, >= 8 channels each side (section
+#                         "Winograd"): forward, input gradient (the flipped-kernel forward),
+#                         weight gradient (the transposed algorithm); 36 GEMMs per block.
+#   direct                forward of float32 layers with <= 4 input channels, stride 1, on
+#                         AVX2+FMA CPUs (section "direct"); their gradients use im2col.
+#   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
+#                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
+#                         own column buffer. grad_input: GEMM then col2im per (image, group,
+#                         block of channels). 1x1 stride-1 unpadded convolutions skip im2col;
+#                         stride-1 'same'-width ones copy whole shifted planes (``_flat``).
+# GEMMs go through scipy.linalg.cython_blas (row-major by swapping A and B, ``_gemm``), one
+# BLAS call per OpenMP thread, BLAS held to one thread meanwhile (``_OneBlasThread``).
+# Weight gradients add into per-thread partial sums reduced in thread order (deterministic
+# for a thread count). Pooling: direct loops over the N*C planes; windows wholly inside a
+# row go tap by tap in vectorisable loops over the columns (2x2 stride 2 fused into one
+# loop), border windows one by one. OpenMP: ``#ifdef`` shim below; its wait policy is set
+# when this module loads (cnnlab._parallel.load_compiled).
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
@@ -327,7 +335,7 @@ cdef inline Py_ssize_t _rows_for(const Conv* p, Py_ssize_t columns) noexcept:
 # _TILE_BYTES, half of L2 (read at import), and a tile has at least 256 output pixels; the
 # weight gradient's GEMMs reduce over the tile, so their tiles may take all of L2 but no
 # more than 1024 pixels.
-cdef Py_ssize_t _TILE_BYTES = int(os.environ.get("CNNLAB_TILE_BYTES", _L2_BYTES // 2))
+cdef Py_ssize_t _TILE_BYTES = _L2_BYTES // 2
 
 
 cdef void _tiles_forward(Conv* p, Py_ssize_t itemsize) noexcept:
@@ -688,14 +696,15 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
 cdef enum:
     _LANES = 16
 
-# A block's V and M buffers take at most half of L2; blocks hold at most 512 tiles. Layers
-# with fewer channels than 8 on either side stay on im2col (measured: bench/ops.py).
-cdef Py_ssize_t _wino_block_bytes = int(os.environ.get("CNNLAB_WINO_BLOCK_BYTES",
-                                                         _L2_BYTES // 2))
-cdef Py_ssize_t _WINO_MAX_BLOCK = int(os.environ.get("CNNLAB_WINO_MAX_BLOCK", 256))
-cdef Py_ssize_t _WINO_MIN_BLOCK = int(os.environ.get("CNNLAB_WINO_MIN_BLOCK", 64))
-cdef Py_ssize_t _WINO_MIN_CHANNELS = int(os.environ.get("CNNLAB_WINO_MIN_CHANNELS", 8))
-cdef bint _WINOGRAD = os.environ.get("CNNLAB_WINOGRAD", "1") == "1"
+# A block holds 64 to 256 tiles: as many as keep its V and M buffers within half of L2,
+# but at least 64 (smaller blocks lose more to BLAS's packing than they gain in cache; one
+# thread, measured on the lab and ResNet-like layers). Layers with fewer than 8 channels on
+# either side stay on im2col or the direct kernel (their GEMMs would be too thin; products
+# fused into the output transform instead were measured slower than both).
+cdef Py_ssize_t _wino_block_bytes = _L2_BYTES // 2
+cdef Py_ssize_t _WINO_MAX_BLOCK = 256
+cdef Py_ssize_t _WINO_MIN_BLOCK = 64
+cdef Py_ssize_t _WINO_MIN_CHANNELS = 8
 
 
 cdef struct Wino:
@@ -731,7 +740,7 @@ cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h,
 cdef inline bint _winograd(const Conv* p) noexcept:
     """A convolution the Winograd kernels take: 3x3, stride 1, no dilation, one group, and
     enough channels on both sides for the GEMMs to pay for the transforms."""
-    return (_WINOGRAD and p.kh == 3 and p.kw == 3 and p.sh == 1 and p.sw == 1 and p.dh == 1
+    return (p.kh == 3 and p.kw == 3 and p.sh == 1 and p.sw == 1 and p.dh == 1
             and p.dw == 1 and p.groups == 1 and p.c_in >= _WINO_MIN_CHANNELS
             and p.c_out >= _WINO_MIN_CHANNELS and min(p.h, p.w, p.ho, p.wo) >= 4)
 
@@ -1205,13 +1214,12 @@ cdef extern from *:
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
-cdef bint _DIRECT = _DIRECT_AVAILABLE and os.environ.get("CNNLAB_DIRECT", "1") == "1"
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
 
 
 cdef inline bint _direct(const Conv* p, object dtype) noexcept:
     """A forward convolution the direct kernel takes (see above)."""
-    return (_DIRECT and dtype == np.float32 and p.groups == 1 and p.sh == 1 and p.sw == 1
+    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1 and p.sh == 1 and p.sw == 1
             and p.dh == 1 and p.dw == 1 and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4
             and p.wo >= 8)
 
