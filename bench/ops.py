@@ -333,6 +333,9 @@ def main(argv=None):
                     help="the old method: every candidate in this one process (an extra)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(SCRIPT), "results", "ops"),
                     help="writes OUT.json and OUT.md")
+    ap.add_argument("--boost", action="store_true",
+                    help="raise this run's scheduling weight on a shared machine (root; see "
+                         "_harness.boost)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -343,6 +346,7 @@ def main(argv=None):
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
+    boosted = H.boost() if args.boost else "not boosted"
     warn = H.warn_overrides()
     if warn:
         log(warn)
@@ -363,7 +367,8 @@ def main(argv=None):
         f"threads for every candidate: {args.threads}; method: {method}; "
         f"load average {load0:.2f} before, {load1:.2f} after; "
         f"{time.perf_counter() - t0:.0f} s",
-        "environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()),
+        "environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items())
+        + f"; scheduling: {boosted}",
         f"GEMM peak (NumPy {peak['size']}^3, own processes): float32 "
         f"{peak['float32']:.0f} GFLOP/s, float64 {peak['float64']:.0f} GFLOP/s",
     ] + [f"BLAS in the {c} process: {H.blas_line(b)}" for c, b in blas.items()] + [
@@ -372,6 +377,7 @@ def main(argv=None):
     print(text)
     H.write_json(args.out + ".json", {"machine": info, "threads": args.threads,
                                       "method": method, "load": [load0, load1],
+                                      "scheduling": boosted,
                                       "peak": peak, "blas": blas, "rows": rows,
                                       "per_process": per_process,
                                       "thread_scaling": scaling})

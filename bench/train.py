@@ -233,6 +233,9 @@ def main(argv=None):
                     help="also cython with this environment variable (repeatable)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(SCRIPT), "results",
                                                   "train"), help="writes OUT.json, OUT.md")
+    ap.add_argument("--boost", action="store_true",
+                    help="raise this run's scheduling weight on a shared machine (root; see "
+                         "_harness.boost)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -241,6 +244,7 @@ def main(argv=None):
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
+    boosted = H.boost() if args.boost else "not boosted"
     warn = H.warn_overrides()
     if warn:
         log(warn)
@@ -280,7 +284,8 @@ def main(argv=None):
         f"method: each candidate in its own processes, alternated, median of {args.rounds} "
         f"processes x {args.epochs} epochs after a warm-up epoch; load average "
         f"{load0:.2f} before, {load1:.2f} after; {time.perf_counter() - t0:.0f} s",
-        "environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()),
+        "environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items())
+        + f"; scheduling: {boosted}",
         f"cnnlab API: {api}",
     ] + [f"BLAS in the {c} process: {H.blas_line(b)}" for c, b in blas.items()] + [
         f"torch {info.get('torch')}, numpy {info['numpy']}, python {info['python']}"]
@@ -296,7 +301,8 @@ def main(argv=None):
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
     print(text)
     H.write_json(args.out + ".json", {"machine": info, "threads": threads, "api": api,
-                                      "load": [load0, load1], "blas": blas, "rows": rows})
+                                      "load": [load0, load1],
+                                      "scheduling": boosted, "blas": blas, "rows": rows})
     with open(args.out + ".md", "w") as f:
         f.write(text)
     log(f"wrote {args.out}.json and {args.out}.md")
