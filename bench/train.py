@@ -127,6 +127,7 @@ def functional_run(x, y, channels, size):
                                          else 0.01)).astype(np.float32) for sh in shapes]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
+    tmp = [np.empty_like(p) for p in params]
     step = [0]
 
     def forward_backward(xb, yb):
@@ -160,12 +161,20 @@ def functional_run(x, y, channels, size):
     def adam(grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
         step[0] += 1
         c1, c2 = 1 - b1 ** step[0], 1 - b2 ** step[0]
-        for p, g, mi, vi in zip(params, grads, m, v):
+        for p, g, mi, vi, t in zip(params, grads, m, v, tmp):   # in place: no temporaries
             mi *= b1
-            mi += (1 - b1) * g
+            np.multiply(g, 1 - b1, out=t)
+            mi += t
             vi *= b2
-            vi += (1 - b2) * g * g
-            p -= lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
+            np.multiply(g, g, out=t)
+            t *= 1 - b2
+            vi += t
+            np.divide(vi, c2, out=t)
+            np.sqrt(t, out=t)
+            t += eps
+            np.divide(mi, t, out=t)
+            t *= lr / c1
+            p -= t
 
     def epoch():
         for idx in batches(len(y)):
