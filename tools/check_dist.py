@@ -76,6 +76,10 @@ class Dist:
             with tarfile.open(path) as t:
                 self.names = [m.name + ("/" if m.isdir() else "") for m in t.getmembers()]
         self.top = self.names[0].split("/")[0] if not self.is_wheel else ""
+        # where the metadata and the licence files are: NAME-V.dist-info/{METADATA,licenses/}
+        # in a wheel, NAME-V/{PKG-INFO,<the files themselves>} in an sdist
+        self.dist_info = next((n.split("/")[0] for n in self.names
+                               if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)), "")
 
     def read(self, name: str) -> str:
         if self.is_wheel:
@@ -85,11 +89,12 @@ class Dist:
             return t.extractfile(name).read().decode("utf-8")
 
     def metadata(self):
-        if self.is_wheel:
-            name = next(n for n in self.names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
-        else:
-            name = f"{self.top}/PKG-INFO"
+        name = f"{self.dist_info}/METADATA" if self.is_wheel else f"{self.top}/PKG-INFO"
         return HeaderParser().parsestr(self.read(name))
+
+    def license_path(self, license_file: str) -> str:
+        return (f"{self.dist_info}/licenses/{license_file}" if self.is_wheel
+                else f"{self.top}/{license_file}")
 
 
 def check_common(d: Dist, meta, version: str, problems: list, release: bool):
@@ -109,10 +114,8 @@ def check_common(d: Dist, meta, version: str, problems: list, release: bool):
     if not any(f.endswith("datasets/LICENSE") for f in license_files):
         problems.append("License-File does not list the bundled data's licence")
     for lf in license_files:
-        where = (next(n for n in d.names if n.endswith(".dist-info/METADATA")).rsplit("/", 1)[0]
-                 + f"/licenses/{lf}") if d.is_wheel else f"{d.top}/{lf}"
-        if where not in d.names:
-            problems.append(f"License-File {lf} is not in the file ({where})")
+        if d.license_path(lf) not in d.names:
+            problems.append(f"License-File {lf} is not in the file ({d.license_path(lf)})")
     if release and not meta.get_all("Project-URL"):
         problems.append("no Project-URL: add [project.urls] to pyproject.toml before a release")
 
