@@ -38,6 +38,11 @@ def _trajectory(folder):
     return [{k: v for k, v in e.items() if k != "seconds"} for e in _metrics(folder)["epochs"]]
 
 
+def _has_matplotlib() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def test_short_run_beats_chance(tmp_path, capsys):
     """A few epochs of the default network on a subset: well above the 50% of chance."""
     out = tmp_path / "run"
@@ -54,7 +59,8 @@ def test_short_run_beats_chance(tmp_path, capsys):
     assert "confusion matrix" in text and "cat" in text and "dog" in text
     ck = checkpoint.load(out / "checkpoint.npz")
     assert ck["epoch"] == 3 and ck["class_names"] == ["cat", "dog"]
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if _has_matplotlib():  # curves.png needs the [plot] extra; training runs without it
+        assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("placement", [[], ["--backend", "torch", "--device", "cpu"]],
