@@ -20,6 +20,7 @@ from hypothesis import given, strategies as st
 import cnnlab
 from cnnlab import _checks
 from cnnlab import functional as F
+from cnnlab import reference as R
 from _child import describe, run_code
 
 try:
@@ -369,3 +370,68 @@ def test_pooling_with_huge_windows_reads_only_the_input(twin, dtype):
     np.testing.assert_allclose(gx, np.full(x.shape, 25 / 4001**2), rtol=1e-5)
     if twin == "numpy":
         assert peak < 2**20, f"the NumPy twin allocated {peak} bytes for 150 outputs"
+
+
+# --------------------------------------------------------------------------- huge strides
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backward_passes_with_huge_strides_and_paddings(backend):
+    # torch's transposed convolution (which the torch twin's input gradient is) segfaulted
+    # from stride ~30000 (oneDNN), truncated strides past 2**32 to 32 bits, and refused
+    # 2**31; padding windows that read no input add nothing and are left out.
+    _expect_ok(backend, """
+rng = np.random.default_rng(5)
+x, w = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 2, 2))
+for s in (30000, 46341, 2**31, 2**32 + 2, 2**40):
+    y = F.conv2d(x, w, stride=s)
+    np.testing.assert_allclose(y, R.conv2d(x, w, stride=s), rtol=1e-12)
+    g = rng.standard_normal(y.shape)
+    for ours, ref in zip(F.conv2d_backward(g, x, w, stride=s),
+                         R.conv2d_backward(g, x, w, stride=s)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    xt = rng.standard_normal((2, 4, 1, 1))                 # one input cell: output k + 1
+    yt = F.conv_transpose2d(xt, w, stride=s, output_padding=1)
+    np.testing.assert_allclose(yt, R.conv_transpose2d(xt, w, stride=s, output_padding=1),
+                               rtol=1e-12)
+# every window in the padding: the input and weight gradients are 0, the output the bias
+# (the NumPy twin's convolutions build the zero-padded input: 2**64 cells, refused)
+b = rng.standard_normal(4)
+try:
+    y = F.conv2d(x, w, b, stride=2**40, padding=2**31 + 1)
+except cnnlab.ArgumentError as e:
+    assert cnnlab.get_backend() == "numpy" and "too large" in str(e), e
+    y = None
+if y is not None:
+    np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], (2, 4, 1, 1)))
+    g = rng.standard_normal(y.shape)
+    gx, gw, gb = F.conv2d_backward(g, x, w, stride=2**40, padding=2**31 + 1)
+    assert not gx.any() and not gw.any()
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3)))
+result = "ok"
+""", memory_gb=6)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_weight_gradient_of_channels_last_inputs(twin, channels):
+    # A C-contiguous NCHW array made from NHWC data can carry any stride on its axis of
+    # one channel; torch then took it for channels-last, where oneDNN's float32 weight
+    # gradient of a strided 1x1 convolution is wrong (off by 9: the fuzz harness found it
+    # through lab.conv_backward). Torch tensors in channels-last go in as they come.
+    rng = np.random.default_rng(11)
+    nhwc = rng.standard_normal((2, 8, 8, channels)).astype(np.float32)
+    x = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
+    w = rng.standard_normal((2, channels, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    xt = twin.to_twin(x)
+    if twin.tensors:
+        import torch
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    got = twin.to_numpy(F.conv2d_backward(twin.to_twin(g), xt, twin.to_twin(w), stride=2))
+    want = R.conv2d_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                             stride=2)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
