@@ -435,3 +435,27 @@ def test_weight_gradient_of_channels_last_inputs(twin, channels):
                              stride=2)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@given(size=st.integers(1, 30), k=st.integers(1, 6), s=st.integers(1, 3000),
+       p=st.integers(0, 3000), d=st.integers(1, 4))
+def test_touching_keeps_exactly_the_windows_that_overlap_the_input(size, k, s, p, d):
+    # conv2d's spec along the rows (the columns a plain 1x1 axis); the trimmed spec must
+    # read the same input rows as the windows it keeps, and those must be exactly the ones
+    # whose span [o*s - p, o*s - p + d*(k-1)] overlaps the input [0, size).
+    eff = d * (k - 1) + 1
+    if size + 2 * p < eff:
+        return
+    spec = _checks.conv2d_spec((1, 1, size, 1), (1, 1, k, 1), None, (s, 1), (p, 0), (d, 1))
+    out = spec.out_size[0]
+    overlap = [o for o in range(out) if o * s - p < size and o * s - p + eff > 0]
+    windows = _checks.touching(spec)
+    if not overlap:
+        assert windows is None
+        return
+    (rows, _), small = windows
+    assert list(range(out))[rows] == overlap and small.out_size[0] == len(overlap)
+    for j, o in enumerate(overlap):
+        taps = [o * s - p + i * d for i in range(k)]
+        assert [j * small.stride[0] - small.padding[0] + i * small.dilation[0]
+                for i in range(k)] == taps
