@@ -1,10 +1,12 @@
-"""Sizes at and past the 32-bit limits, empty outputs, and overflowing products.
+"""Sizes at and past the 32-bit limits, empty outputs, overflowing products, huge windows,
+strides and paddings, and the layouts torch gets wrong.
 
-Each case runs in a child process with a time and memory limit (``_child``): before the
-fix, these crashed the interpreter (segfault, SIGFPE), hung, or returned wrong numbers.
-Expected values come from the definition of each op, worked out by hand for the few input
-cells the windows touch (the inputs are mostly zeros that are never written, so a plane of
-2**31 elements costs only the pages the test fills), or from torch where noted.
+What crashed the interpreter (segfault, SIGFPE), hung, or could allocate without bound
+runs in a child process with a time and memory limit (``_child``), one per backend; the
+rest runs in-process on every twin. Expected values come from the definition of each op,
+worked out by hand for the few input cells the windows touch (the inputs are mostly zeros
+that are never written, so a plane of 2**31 elements costs only the pages the test fills),
+from the naive reference, from enumeration, or from torch's meta tensors where noted.
 
 Backward passes over a plane of 2**31 elements need ~9 GB per array; they run only with
 ``CNNLAB_TEST_BIGMEM=1`` (and enough free memory).

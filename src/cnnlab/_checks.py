@@ -465,13 +465,13 @@ def touching(spec: ConvSpec):
 
     Windows that lie wholly in the padding read only zeros: their outputs are the bias,
     and they add nothing to the input and weight gradients. Without them, the padding is
-    below stride + kernel, and the stride is 1 where one window is left: small values, for
-    twins that pad explicitly or take 32-bit arguments (torch's transposed convolution). A
-    spec whose windows all touch the input (and whose strides are at most MODERATE_STRIDE)
-    comes back unchanged. Returns ((row slice, column slice), spec), or None when no
-    window overlaps the input. The spec's padding may become negative: the first window
-    kept starts inside the input."""
-    keep, stride, pad, out = [], [], [], []
+    below stride + kernel, the stride is 1 where one window is left and the dilation 1
+    where the kernel has one tap: small values, for twins that pad explicitly or take
+    32-bit arguments (torch's transposed convolution). A spec whose windows all touch the
+    input (and whose strides are at most MODERATE_STRIDE) comes back unchanged. Returns
+    ((row slice, column slice), spec), or None when no window overlaps the input. The
+    spec's padding may become negative: the first window kept starts inside the input."""
+    keep, stride, pad, out, dil = [], [], [], [], []
     for o, s, p, d, k, i in zip(spec.out_size, spec.stride, spec.padding, spec.dilation,
                                 spec.kernel_size, spec.in_size):
         o0 = max(0, (p - d * (k - 1) - 1) // s + 1)         # first window ending after p
@@ -480,10 +480,11 @@ def touching(spec: ConvSpec):
             return None
         keep.append(slice(o0, o1))
         stride.append(s if o1 - o0 > 1 or s <= MODERATE_STRIDE else 1)   # one window
-        pad.append(p - o0 * s)                              # may be < 0: see _pads
+        pad.append(p - o0 * s)                              # < 0: starts inside
         out.append(o1 - o0)
+        dil.append(d if k > 1 else 1)                       # one tap: no dilation
     return tuple(keep), spec._replace(stride=tuple(stride), padding=tuple(pad),
-                                      out_size=tuple(out))
+                                      dilation=tuple(dil), out_size=tuple(out))
 
 
 # --------------------------------------------------------------------------- public sizes

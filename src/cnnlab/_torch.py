@@ -68,6 +68,11 @@ def _trim(grad_output, spec):
 
 
 def _conv_transpose2d(grad_output, weight, spec, padding, output_padding):
+    for name, values in (("stride", spec.stride), ("padding", padding),
+                         ("dilation", spec.dilation)):
+        if max(abs(v) for v in (values if isinstance(values, tuple) else (values,))) > INT_MAX:
+            raise ArgumentError(f"the torch twin's transposed convolution: {name} "
+                                f"{list(values)} is too large (torch truncates it to 32 bits)")
     args = (grad_output, weight, None, spec.stride, padding, output_padding, spec.groups,
             spec.dilation)
     if grad_output.device.type != "cpu" or max(spec.stride) <= _ONEDNN_MAX_STRIDE:
