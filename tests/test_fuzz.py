@@ -16,8 +16,8 @@ MemoryError), or returns values that differ from the torch twin's (or, where tor
 refuses, the NumPy twin's). The size helpers run once per case, against torch's meta
 tensors, and must answer in O(1). The last test prints the counts per op and twin.
 
-Environment: CNNLAB_FUZZ_CASES (cases per op, default 200: about a minute for the whole
-harness on 2 cores), CNNLAB_FUZZ_SEED (default 0; "random" draws one and prints it),
+Environment: CNNLAB_FUZZ_CASES (cases per op, default 400: ~45 s for the whole
+harness on 2 idle cores, three twins), CNNLAB_FUZZ_SEED (default 0; "random" draws one and prints it),
 CNNLAB_FUZZ_TIMEOUT (seconds per case, default 20), CNNLAB_FUZZ_CORPUS (another corpus
 file), CNNLAB_FUZZ_REPORT (write the counts there as JSON), CNNLAB_FUZZ_LOG (append every
 outcome other than a value there, with its case, as JSON lines).
@@ -36,7 +36,7 @@ import cnnlab
 import fuzzcases
 from _child import Worker
 
-CASES = int(os.environ.get("CNNLAB_FUZZ_CASES", "200"))
+CASES = int(os.environ.get("CNNLAB_FUZZ_CASES", "400"))
 _seed = os.environ.get("CNNLAB_FUZZ_SEED", "0")
 SEED = random.SystemRandom().randrange(2**32) if _seed == "random" else int(_seed)
 TIMEOUT = float(os.environ.get("CNNLAB_FUZZ_TIMEOUT", "20"))
