@@ -60,13 +60,31 @@ def signal_name(returncode: int) -> str:
 # --------------------------------------------------------------------------- encoding
 
 
+#: Arrays with more elements travel as a sample of SAMPLE of them, at positions that depend
+#: only on the array's shape (so two twins' results are sampled alike).
+LARGE, SAMPLE = 2**20, 2**16
+
+
+def sample(a):
+    """A large array's entries at SAMPLE positions fixed by its shape, flat; else a."""
+    import numpy as np
+    if a.size <= LARGE:
+        return a
+    rng = np.random.default_rng(list(a.shape))
+    return a.reshape(-1)[np.sort(rng.choice(a.size, SAMPLE, replace=False))]
+
+
 def encode(value):
-    """Arrays (and tuples/lists of them) -> JSON data; other JSON data unchanged."""
+    """Arrays (and tuples/lists of them) -> JSON data; other JSON data unchanged. A large
+    array is sent as ``sample(array)`` with its shape (see LARGE)."""
     import numpy as np
     if isinstance(value, np.ndarray):
         buf = io.BytesIO()
-        np.save(buf, value, allow_pickle=False)
-        return {"npy": base64.b64encode(buf.getvalue()).decode("ascii")}
+        np.save(buf, sample(value), allow_pickle=False)
+        out = {"npy": base64.b64encode(buf.getvalue()).decode("ascii")}
+        if value.size > LARGE:
+            out["shape"] = list(value.shape)
+        return out
     if isinstance(value, (tuple, list)):
         return [encode(v) for v in value]
     if hasattr(value, "detach"):                    # a torch tensor
@@ -76,10 +94,18 @@ def encode(value):
     return value
 
 
+class Sampled:
+    """A large result: its shape, dtype and the values at the sampled positions."""
+
+    def __init__(self, shape, dtype, values):
+        self.shape, self.dtype, self.values = shape, dtype, values
+
+
 def decode(value):
     import numpy as np
-    if isinstance(value, dict) and set(value) == {"npy"}:
-        return np.load(io.BytesIO(base64.b64decode(value["npy"])), allow_pickle=False)
+    if isinstance(value, dict) and "npy" in value:
+        a = np.load(io.BytesIO(base64.b64decode(value["npy"])), allow_pickle=False)
+        return Sampled(tuple(value["shape"]), a.dtype, a) if "shape" in value else a
     if isinstance(value, list):
         return tuple(decode(v) for v in value)
     return value
@@ -127,7 +153,7 @@ class Worker:
             env=self.env, preexec_fn=_limits(self.memory_gb), cwd=HERE)
         os.close(out_w)
         self._out = os.fdopen(out_r, "rb", buffering=0)
-        self._buffer = b""
+        self._buffer = bytearray()
         self.starts += 1
         ready = self._read_line(self.start_timeout)
         if ready is None or json.loads(ready) != {"ready": self.backend}:
@@ -138,18 +164,19 @@ class Worker:
     def _read_line(self, timeout):
         """One line from the child, or None if it died or the time ran out."""
         deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
+        while b"\n" not in self._buffer[-(1 << 20):]:      # only the new chunk can hold it
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             ready, _, _ = select.select([self._out], [], [], left)
             if not ready:
                 return None
-            chunk = self._out.read(1 << 16)
+            chunk = self._out.read(1 << 20)
             if not chunk:
                 return None
             self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
         return line.decode()
 
     def _log_tail(self, n=3000) -> str:
@@ -159,17 +186,26 @@ class Worker:
         return self.log.read().decode(errors="replace")[-n:]
 
     def run(self, case: dict, timeout: float = 30) -> Outcome:
+        """Run one case: its outcome, within ``timeout`` seconds or "hang"."""
+        self.submit(case)
+        return self.result(timeout)
+
+    def submit(self, case: dict) -> None:
+        """Send a case without waiting (several workers then compute at once)."""
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self._start()
-        start = time.monotonic()
+        self._sent = time.monotonic()
         try:
             self.proc.stdin.write((json.dumps(case) + "\n").encode())
             self.proc.stdin.flush()
         except BrokenPipeError:
             pass
-        line = self._read_line(timeout)
-        seconds = time.monotonic() - start
+
+    def result(self, timeout: float = 30) -> Outcome:
+        """The outcome of the case submitted last, ``timeout`` seconds after it was sent."""
+        line = self._read_line(self._sent + timeout - time.monotonic())
+        seconds = time.monotonic() - self._sent
         if line is not None:
             reply = json.loads(line)
             if "error" in reply:

@@ -1,10 +1,12 @@
-"""Sizes at and past the 32-bit limits, empty outputs, and overflowing products.
+"""Sizes at and past the 32-bit limits, empty outputs, overflowing products, huge windows,
+strides and paddings, and the layouts torch gets wrong.
 
-Each case runs in a child process with a time and memory limit (``_child``): before the
-fix, these crashed the interpreter (segfault, SIGFPE), hung, or returned wrong numbers.
-Expected values come from the definition of each op, worked out by hand for the few input
-cells the windows touch (the inputs are mostly zeros that are never written, so a plane of
-2**31 elements costs only the pages the test fills), or from torch where noted.
+What crashed the interpreter (segfault, SIGFPE), hung, or could allocate without bound
+runs in a child process with a time and memory limit (``_child``), one per backend; the
+rest runs in-process on every twin. Expected values come from the definition of each op,
+worked out by hand for the few input cells the windows touch (the inputs are mostly zeros
+that are never written, so a plane of 2**31 elements costs only the pages the test fills),
+from the naive reference, from enumeration, or from torch's meta tensors where noted.
 
 Backward passes over a plane of 2**31 elements need ~9 GB per array; they run only with
 ``CNNLAB_TEST_BIGMEM=1`` (and enough free memory).
@@ -20,6 +22,7 @@ from hypothesis import given, strategies as st
 import cnnlab
 from cnnlab import _checks
 from cnnlab import functional as F
+from cnnlab import reference as R
 from _child import describe, run_code
 
 try:
@@ -369,3 +372,92 @@ def test_pooling_with_huge_windows_reads_only_the_input(twin, dtype):
     np.testing.assert_allclose(gx, np.full(x.shape, 25 / 4001**2), rtol=1e-5)
     if twin == "numpy":
         assert peak < 2**20, f"the NumPy twin allocated {peak} bytes for 150 outputs"
+
+
+# --------------------------------------------------------------------------- huge strides
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backward_passes_with_huge_strides_and_paddings(backend):
+    # torch's transposed convolution (which the torch twin's input gradient is) segfaulted
+    # from stride ~30000 (oneDNN), truncated strides past 2**32 to 32 bits, and refused
+    # 2**31; padding windows that read no input add nothing and are left out.
+    _expect_ok(backend, """
+rng = np.random.default_rng(5)
+x, w = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 2, 2))
+for s in (30000, 46341, 2**31, 2**32 + 2, 2**40):
+    y = F.conv2d(x, w, stride=s)
+    np.testing.assert_allclose(y, R.conv2d(x, w, stride=s), rtol=1e-12)
+    g = rng.standard_normal(y.shape)
+    for ours, ref in zip(F.conv2d_backward(g, x, w, stride=s),
+                         R.conv2d_backward(g, x, w, stride=s)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    xt = rng.standard_normal((2, 4, 1, 1))                 # one input cell: output k + 1
+    yt = F.conv_transpose2d(xt, w, stride=s, output_padding=1)
+    np.testing.assert_allclose(yt, R.conv_transpose2d(xt, w, stride=s, output_padding=1),
+                               rtol=1e-12)
+# every window in the padding: the input and weight gradients are 0, the output the bias
+# (the NumPy twin's convolutions build the zero-padded input: 2**64 cells, refused)
+b = rng.standard_normal(4)
+try:
+    y = F.conv2d(x, w, b, stride=2**40, padding=2**31 + 1)
+except cnnlab.ArgumentError as e:
+    assert cnnlab.get_backend() == "numpy" and "too large" in str(e), e
+    y = None
+if y is not None:
+    np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], (2, 4, 1, 1)))
+    g = rng.standard_normal(y.shape)
+    gx, gw, gb = F.conv2d_backward(g, x, w, stride=2**40, padding=2**31 + 1)
+    assert not gx.any() and not gw.any()
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3)))
+result = "ok"
+""", memory_gb=6)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_weight_gradient_of_channels_last_inputs(twin, channels):
+    # A C-contiguous NCHW array made from NHWC data can carry any stride on its axis of
+    # one channel; torch then took it for channels-last, where oneDNN's float32 weight
+    # gradient of a strided 1x1 convolution is wrong (off by 9: the fuzz harness found it
+    # through lab.conv_backward). Torch tensors in channels-last go in as they come.
+    rng = np.random.default_rng(11)
+    nhwc = rng.standard_normal((2, 8, 8, channels)).astype(np.float32)
+    x = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
+    w = rng.standard_normal((2, channels, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    xt = twin.to_twin(x)
+    if twin.tensors:
+        import torch
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    got = twin.to_numpy(F.conv2d_backward(twin.to_twin(g), xt, twin.to_twin(w), stride=2))
+    want = R.conv2d_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                             stride=2)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@given(size=st.integers(1, 30), k=st.integers(1, 6), s=st.integers(1, 3000),
+       p=st.integers(0, 3000), d=st.integers(1, 4))
+def test_touching_keeps_exactly_the_windows_that_overlap_the_input(size, k, s, p, d):
+    # conv2d's spec along the rows (the columns a plain 1x1 axis); the trimmed spec must
+    # read the same input rows as the windows it keeps, and those must be exactly the ones
+    # whose span [o*s - p, o*s - p + d*(k-1)] overlaps the input [0, size).
+    eff = d * (k - 1) + 1
+    if size + 2 * p < eff:
+        return
+    spec = _checks.conv2d_spec((1, 1, size, 1), (1, 1, k, 1), None, (s, 1), (p, 0), (d, 1))
+    out = spec.out_size[0]
+    overlap = [o for o in range(out) if o * s - p < size and o * s - p + eff > 0]
+    windows = _checks.touching(spec)
+    if not overlap:
+        assert windows is None
+        return
+    (rows, _), small = windows
+    assert list(range(out))[rows] == overlap and small.out_size[0] == len(overlap)
+    for j, o in enumerate(overlap):
+        taps = [o * s - p + i * d for i in range(k)]
+        assert [j * small.stride[0] - small.padding[0] + i * small.dilation[0]
+                for i in range(k)] == taps

@@ -25,6 +25,8 @@ Pair = Tuple[int, int]
 INDEX_MAX = 2**62 - 1
 #: BLAS takes its matrix sizes as C ``int``, and torch its pooling hyper-parameters.
 INT_MAX = 2**31 - 1
+#: Strides up to this are kept by ``touching`` even where one window is left.
+MODERATE_STRIDE = 1024
 #: The most bytes an array or buffer may have: NumPy's limit, and a ``size_t`` the kernels
 #: can compute without overflow.
 MAX_BYTES = 2**63 - 1
@@ -480,6 +482,33 @@ def linear_shapes(input_shape, weight_shape, bias_shape):
                             f"1-dimensional with {out_f} elements, but got bias of size "
                             f"{_size(bias_shape)} instead")
     return tuple(int(v) for v in input_shape[:-1])
+
+
+def touching(spec: ConvSpec):
+    """The outputs whose windows overlap the input, and the convolution restricted to them.
+
+    Windows that lie wholly in the padding read only zeros: their outputs are the bias,
+    and they add nothing to the input and weight gradients. Without them, the padding is
+    below stride + kernel, the stride is 1 where one window is left and the dilation 1
+    where the kernel has one tap: small values, for twins that pad explicitly or take
+    32-bit arguments (torch's transposed convolution). A spec whose windows all touch the
+    input (and whose strides are at most MODERATE_STRIDE) comes back unchanged. Returns
+    ((row slice, column slice), spec), or None when no window overlaps the input. The
+    spec's padding may become negative: the first window kept starts inside the input."""
+    keep, stride, pad, out, dil = [], [], [], [], []
+    for o, s, p, d, k, i in zip(spec.out_size, spec.stride, spec.padding, spec.dilation,
+                                spec.kernel_size, spec.in_size):
+        o0 = max(0, (p - d * (k - 1) - 1) // s + 1)         # first window ending after p
+        o1 = min(o, (p + i + s - 1) // s)                   # first starting at p + i or later
+        if o1 <= o0:
+            return None
+        keep.append(slice(o0, o1))
+        stride.append(s if o1 - o0 > 1 or s <= MODERATE_STRIDE else 1)   # one window
+        pad.append(p - o0 * s)                              # < 0: starts inside
+        out.append(o1 - o0)
+        dil.append(d if k > 1 else 1)                       # one tap: no dilation
+    return tuple(keep), spec._replace(stride=tuple(stride), padding=tuple(pad),
+                                      dilation=tuple(dil), out_size=tuple(out))
 
 
 # --------------------------------------------------------------------------- public sizes

@@ -20,6 +20,9 @@
 # row go tap by tap in vectorisable loops over the columns (2x2 stride 2 fused into one
 # loop), border windows one by one. OpenMP: ``#ifdef`` shim below; its wait policy is set
 # when this module loads (cnnlab._parallel.load_compiled).
+# Sizes, indices and offsets are Py_ssize_t (planes of 2**31 elements and more); only the
+# BLAS arguments (checked in Python to fit) and max pooling's per-row tap offsets (where a
+# plane's rows allow, ``Pool.rel32``: they vectorise wider) are C ints.
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
@@ -174,7 +177,8 @@ cdef inline void _gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t 
 
     Column-major BLAS sees a row-major matrix as its transpose, so it computes
     C^T = op(B)^T op(A)^T: the operands are swapped (scikit-learn's _cython_blas trick).
-    BLAS takes C ``int`` sizes: the callers' sizes were checked to fit (``gemm_limits``).
+    BLAS takes C ``int`` sizes: the callers' sizes were checked to fit
+    (``_checks.check_gemm_sizes``).
     """
     cdef char transa = b'T' if ta else b'N'
     cdef char transb = b'T' if tb else b'N'
