@@ -23,6 +23,10 @@ for cnnlab's OpenMP, torch and BLAS alike (BLAS one thread except on the numpy t
 ``python -m cnnlab.train`` does). Rounds (``--rounds``) alternate the candidates' processes,
 and the table gives the median over rounds.
 
+Each worker also records the CPU time of its epochs (all threads: ``time.process_time``),
+which a busy machine disturbs less than wall time; the table gives both, and the load
+average before and after the run.
+
 Bookkeeping share (``nn`` only, a separate instrumented epoch): every autograd Function's
 forward and backward, the optimizer's step and the batch preparation are timed; what is
 left of the epoch is the autograd's and the modules' bookkeeping (recording nodes, the walk
@@ -193,12 +197,14 @@ def worker(candidate, twin, size, threads, repeats) -> dict:
     _limit_threads(threads, twin)
     run = (NewRun if candidate == "nn" else OldRun)(twin, size)
     run.epoch()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run.epoch()
         times.append(time.perf_counter() - t0)
-    out = {"epoch_s": statistics.median(times), "epochs_s": times}
+        cpu.append(time.process_time() - c0)
+    out = {"epoch_s": statistics.median(times), "epochs_s": times,
+           "cpu_s": statistics.median(cpu), "load": os.getloadavg()[0]}
     if candidate == "nn":
         spent = _instrument(run)
         run.prep = 0.0
@@ -300,6 +306,7 @@ def main(argv=None):
             row = {"size": size, "twin": twin, "runs": runs}
             for name in names:
                 row[f"{name}_epoch_s"] = statistics.median(r["epoch_s"] for r in runs[name])
+                row[f"{name}_cpu_s"] = statistics.median(r["cpu_s"] for r in runs[name])
             row["bookkeeping_share"] = statistics.median(r["bookkeeping_share"]
                                                          for r in runs["nn"])
             rows.append(row)
@@ -311,13 +318,15 @@ def main(argv=None):
     info["load_after"] = os.getloadavg()
     print()
     print("| input | twin | layers (old) epoch s | nn epoch s | nn / layers | nn, glibc's "
-          "default malloc, s | bookkeeping share |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "default malloc, s | CPU s: layers / nn / nn glibc default | bookkeeping share |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         size = f"{r['size']}x{r['size']}x{1 if r['size'] == 28 else 3}"
         print(f"| {size} | {r['twin']} | {r['layers_epoch_s']:.3f} | {r['nn_epoch_s']:.3f} | "
               f"{H.fmt_ratio(r['nn_epoch_s'], r['layers_epoch_s'])} | "
-              f"{r['nn-glibc-default_epoch_s']:.3f} | {100 * r['bookkeeping_share']:.1f}% |")
+              f"{r['nn-glibc-default_epoch_s']:.3f} | {r['layers_cpu_s']:.2f} / "
+              f"{r['nn_cpu_s']:.2f} / {r['nn-glibc-default_cpu_s']:.2f} | "
+              f"{100 * r['bookkeeping_share']:.1f}% |")
     if train_rows:
         print()
         print("| python -m cnnlab.train | wall s | trained s | test accuracy |")
