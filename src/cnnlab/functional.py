@@ -96,11 +96,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return call.out(call.twin.conv2d(x, w, b, spec), batched)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                    *, output_mask=(True, True, True)):
     """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``.
 
     grad_output has conv2d's output shape; grad_input has input's, grad_weight weight's,
     grad_bias is (C_out,) (the gradient of a bias, whether or not the forward had one).
+    ``output_mask`` (as torch's ``convolution_backward``) skips the gradients marked False,
+    which are then None: a network's first layer needs no input gradient.
     """
     op = "conv2d_backward"
     batched = check_rank("conv2d", input)
@@ -111,9 +114,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     call = _Call(op, g4, x4, weight)
     g, x, w = call.arrays
     t = call.twin
-    return (call.out(t.conv2d_grad_input(g, w, spec), batched),
-            call.out(t.conv2d_grad_weight(g, x, spec)),
-            call.out(t.bias_grad(g)))
+    want_input, want_weight, want_bias = output_mask
+    return (call.out(t.conv2d_grad_input(g, w, spec), batched) if want_input else None,
+            call.out(t.conv2d_grad_weight(g, x, spec)) if want_weight else None,
+            call.out(t.bias_grad(g)) if want_bias else None)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,

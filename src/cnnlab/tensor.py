@@ -181,8 +181,7 @@ class Tensor:
                 raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of "
                                    f"{Size(g.shape)} and output[0] has a shape of "
                                    f"{self.shape}.")
-            g = xp.astype(xp.copy(g) if type(g) is type(self._data) else
-                          place(g, self.device), self._data.dtype)
+            g = xp.copy(place(g, self.device, self.dtype))  # never the caller's memory
         autograd.backward(self, g, bool(retain_graph))
 
     # ------------------------------------------------------------------ description
