@@ -294,6 +294,14 @@ def main(argv=None):
     print(f"machine: {info['cpu']}, {info['usable_cpus']} usable CPUs; {args.threads} threads; "
           f"OMP_WAIT_POLICY={info['omp_wait_policy']}; load {info['load_before']}")
     old_src = old_tree(args.old_ref)
+    try:
+        _run_all(args, info, old_src)
+    finally:
+        shutil.rmtree(os.path.dirname(old_src), ignore_errors=True)
+
+
+def _run_all(args, info, old_src):
+    import cnnlab
     twins = [t for t in args.twins.split(",") if t in cnnlab.backends()]
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -310,6 +318,7 @@ def main(argv=None):
             row["bookkeeping_share"] = statistics.median(r["bookkeeping_share"]
                                                          for r in runs["nn"])
             rows.append(row)
+            H.write_json(args.json, {"machine": info, "rows": rows, "partial": True})
             print(f"  {size} {twin}: layers {row['layers_epoch_s']:.3f} s, nn "
                   f"{row['nn_epoch_s']:.3f} s (glibc default "
                   f"{row['nn-glibc-default_epoch_s']:.3f} s), bookkeeping "
