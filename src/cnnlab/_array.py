@@ -1,9 +1,12 @@
-"""The few array functions the layers need, for NumPy arrays and torch tensors alike.
+"""The array functions the autograd needs, for NumPy arrays and torch tensors alike.
 
-Layers, losses and optimizers compute with operators that both families share (``+``,
-``*``, ``@``, ``reshape``, indexing). What the two spell differently is here, and only here:
-a function takes an array of either family and returns one of the same family, on the same
-device, of the same dtype. Nothing here copies a tensor to the host except ``to_numpy``.
+A tensor's values are a NumPy array (device "cpu") or a torch tensor (the torch twin). The
+ops compute with operators both families share (``+``, ``*``, ``@``, ``reshape``,
+indexing, ``.shape``) and, for what the two spell differently, with ``ns(a)``: the
+namespace of ``a``'s family, two small classes with the same method names (``NumPy`` and
+``Torch``). Each takes and returns arrays of its family, on the same device, of the same
+dtype. Below them: conversions between the families and devices (``place``,
+``to_numpy``, ``convert``), the only places that copy between host and device.
 """
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ import numpy as np
 
 from ._checks import dtype_name
 from ._dispatch import is_tensor
+from ._types import as_device, as_dtype
 
-__all__ = ["is_tensor", "dtype_name", "to_numpy", "convert", "like", "zeros_like", "arange",
-           "sqrt", "exp", "log", "relu", "maximum", "flip_where", "amax", "sum_axis", "argmax"]
+__all__ = ["ns", "NumPy", "Torch", "is_tensor", "dtype_name", "to_numpy", "convert", "place",
+           "as_array", "flip_where"]
 
 
 def _torch():
@@ -21,15 +25,260 @@ def _torch():
     return torch
 
 
-def _dtype_str(dtype) -> str:
-    """'float32' for 'float32', np.float32, np.dtype('float32') or torch.float32."""
-    text = str(dtype)
-    return text[6:] if text.startswith("torch.") else np.dtype(dtype).name
+class NumPy:
+    """Array functions on NumPy arrays."""
+
+    @staticmethod
+    def sum(a, axis=None, keepdims=False):
+        return np.asarray(a.sum(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def mean(a, axis=None, keepdims=False):
+        return np.asarray(a.mean(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def amax(a, axis=None, keepdims=False):
+        return np.asarray(a.max(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def amin(a, axis=None, keepdims=False):
+        return np.asarray(a.min(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def argmax(a, axis=None, keepdims=False):
+        return np.asarray(a.argmax(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def argmin(a, axis=None, keepdims=False):
+        return np.asarray(a.argmin(axis=axis, keepdims=keepdims))
+
+    exp, log, log1p, sqrt, tanh = np.exp, np.log, np.log1p, np.sqrt, np.tanh
+    abs, sign, maximum, minimum, where = np.abs, np.sign, np.maximum, np.minimum, np.where
+    zeros_like, ones_like, broadcast_to = np.zeros_like, np.ones_like, np.broadcast_to
+    isfinite = np.isfinite
+
+    @staticmethod
+    def numel(a):
+        return a.size
+
+    @staticmethod
+    def sigmoid(a):
+        from scipy.special import expit
+        return expit(a)
+
+    @staticmethod
+    def log_sigmoid(a):
+        from scipy.special import log_expit
+        return log_expit(a)
+
+    @staticmethod
+    def clip(a, lo, hi):
+        return np.clip(a, lo, hi)
+
+    @staticmethod
+    def zeros(shape, like):
+        return np.zeros(shape, like.dtype)
+
+    @staticmethod
+    def full(shape, value, like):
+        return np.full(shape, value, like.dtype)
+
+    @staticmethod
+    def asarray(values, like):
+        """``values`` (a NumPy array or list) in ``like``'s family."""
+        return np.asarray(values)
+
+    @staticmethod
+    def transpose(a, axes):
+        return a.transpose(axes)
+
+    @staticmethod
+    def concatenate(arrays, axis):
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def stack(arrays, axis):
+        return np.stack(arrays, axis=axis)
+
+    @staticmethod
+    def astype(a, d):
+        return a.astype(as_dtype(d).numpy, copy=False)
+
+    @staticmethod
+    def copy(a):
+        return a.copy()
+
+    @staticmethod
+    def take_along_axis(a, idx, axis):
+        return np.take_along_axis(a, idx, axis)
+
+    @staticmethod
+    def scatter_along_axis(shape, idx, values, axis):
+        """Zeros of ``shape`` with ``values`` written at ``idx`` along ``axis``."""
+        out = np.zeros(shape, values.dtype)
+        np.put_along_axis(out, idx, values, axis)
+        return out
+
+    @staticmethod
+    def index_add(shape, key, values):
+        """Zeros of ``shape`` plus ``values`` added at ``a[key]`` (repeats accumulate)."""
+        out = np.zeros(shape, values.dtype)
+        np.add.at(out, key, values)
+        return out
+
+    @staticmethod
+    def matmul(a, b):
+        return np.asarray(np.matmul(a, b))
+
+    @staticmethod
+    def to_host(a):
+        return a
 
 
-def _torch_dtype(dtype):
-    """A torch dtype for any spelling of one (None stays None)."""
-    return None if dtype is None else getattr(_torch(), _dtype_str(dtype))
+class Torch:
+    """The same functions on torch tensors (on their device)."""
+
+    @staticmethod
+    def sum(a, axis=None, keepdims=False):
+        return a.sum() if axis is None and not keepdims else a.sum(
+            dim=tuple(range(a.dim())) if axis is None else axis, keepdim=keepdims)
+
+    @staticmethod
+    def mean(a, axis=None, keepdims=False):
+        return a.mean() if axis is None and not keepdims else a.mean(
+            dim=tuple(range(a.dim())) if axis is None else axis, keepdim=keepdims)
+
+    @staticmethod
+    def amax(a, axis=None, keepdims=False):
+        return a.amax() if axis is None and not keepdims else a.amax(
+            dim=tuple(range(a.dim())) if axis is None else axis, keepdim=keepdims)
+
+    @staticmethod
+    def amin(a, axis=None, keepdims=False):
+        return a.amin() if axis is None and not keepdims else a.amin(
+            dim=tuple(range(a.dim())) if axis is None else axis, keepdim=keepdims)
+
+    @staticmethod
+    def argmax(a, axis=None, keepdims=False):
+        return a.argmax(dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def argmin(a, axis=None, keepdims=False):
+        return a.argmin(dim=axis, keepdim=keepdims)
+
+    exp = staticmethod(lambda a: a.exp())
+    log = staticmethod(lambda a: a.log())
+    log1p = staticmethod(lambda a: a.log1p())
+    sqrt = staticmethod(lambda a: a.sqrt())
+    tanh = staticmethod(lambda a: a.tanh())
+    abs = staticmethod(lambda a: a.abs())
+    sign = staticmethod(lambda a: a.sign())
+    sigmoid = staticmethod(lambda a: a.sigmoid())
+    isfinite = staticmethod(lambda a: _torch().isfinite(a))
+    numel = staticmethod(lambda a: a.numel())
+    zeros_like = staticmethod(lambda a: _torch().zeros_like(a))
+    ones_like = staticmethod(lambda a: _torch().ones_like(a))
+    broadcast_to = staticmethod(lambda a, shape: a.broadcast_to(shape))
+
+    @staticmethod
+    def log_sigmoid(a):
+        return _torch().nn.functional.logsigmoid(a)
+
+    @staticmethod
+    def maximum(a, b):
+        return _torch().maximum(a, b) if is_tensor(b) else a.clamp_min(b)
+
+    @staticmethod
+    def minimum(a, b):
+        return _torch().minimum(a, b) if is_tensor(b) else a.clamp_max(b)
+
+    @staticmethod
+    def where(cond, a, b):
+        return _torch().where(cond, a, b)
+
+    @staticmethod
+    def clip(a, lo, hi):
+        return a.clamp(lo, hi)
+
+    @staticmethod
+    def zeros(shape, like):
+        return _torch().zeros(shape, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def full(shape, value, like):
+        return _torch().full(shape, value, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def asarray(values, like):
+        return _torch().as_tensor(np.asarray(values), device=like.device)
+
+    @staticmethod
+    def transpose(a, axes):
+        return a.permute(axes)
+
+    @staticmethod
+    def concatenate(arrays, axis):
+        return _torch().cat(arrays, dim=axis)
+
+    @staticmethod
+    def stack(arrays, axis):
+        return _torch().stack(arrays, dim=axis)
+
+    @staticmethod
+    def astype(a, d):
+        return a.to(as_dtype(d).torch)
+
+    @staticmethod
+    def copy(a):
+        return a.clone()
+
+    @staticmethod
+    def take_along_axis(a, idx, axis):
+        return _torch().take_along_dim(a, idx, dim=axis)
+
+    @staticmethod
+    def scatter_along_axis(shape, idx, values, axis):
+        out = _torch().zeros(shape, dtype=values.dtype, device=values.device)
+        return out.scatter_(axis, idx, values)
+
+    @staticmethod
+    def index_add(shape, key, values):
+        torch = _torch()
+        out = torch.zeros(shape, dtype=values.dtype, device=values.device)
+        keys = key if isinstance(key, tuple) else (key,)
+        if all(is_tensor(k) for k in keys):
+            if len(keys) == 1 and keys[0].dtype == torch.bool:
+                keys = keys[0].nonzero(as_tuple=True)
+            return out.index_put_(keys, values, accumulate=True)
+        # slices mixed with index tensors: let torch's own indexing gradient scatter it
+        with torch.enable_grad():
+            base = out.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(base[key], base, values)
+        return grad
+
+    @staticmethod
+    def matmul(a, b):
+        return _torch().matmul(a, b)
+
+    @staticmethod
+    def to_host(a):
+        return a.detach().cpu().numpy()
+
+
+def ns(a):
+    """The namespace of ``a``'s family: :class:`NumPy` or :class:`Torch`."""
+    return NumPy if isinstance(a, (np.ndarray, np.generic)) else Torch
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def as_array(a):
+    """``a`` as an array of its family: NumPy scalars (what NumPy reductions and ufuncs on
+    0-d arrays return) become 0-d arrays; arrays and torch tensors pass unchanged."""
+    if type(a) is np.ndarray or is_tensor(a):
+        return a
+    return np.asarray(a)
 
 
 def to_numpy(a) -> np.ndarray:
@@ -40,57 +289,35 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def convert(a, device=None, dtype=None):
-    """``a`` as a NumPy array (``device`` None or "numpy") or as a torch tensor on ``device``
-    ("cpu", "cuda", "cuda:1", a ``torch.device``); cast to ``dtype`` when given."""
-    if device is None or device == "numpy":
+def place(a, dev, d=None):
+    """The array ``a`` (NumPy or torch) on the cnnlab device ``dev`` (see ``_types``): a
+    NumPy array for "cpu", a torch tensor on the torch device otherwise; cast to the dtype
+    ``d`` when given. No copy when nothing changes."""
+    dev = as_device(dev)
+    if not dev.torch:
         out = to_numpy(a)
-        return out if dtype is None else out.astype(_dtype_str(dtype), copy=False)
-    torch = _torch()
-    if is_tensor(a):
-        return a.to(device=device, dtype=_torch_dtype(dtype))
-    a = np.asarray(a)
-    t = torch.from_numpy(a if a.flags.writeable else a.copy())
-    return t.to(device=device, dtype=_torch_dtype(dtype))
+        return out if d is None else out.astype(as_dtype(d).numpy, copy=False)
+    try:
+        torch = _torch()
+    except ImportError:
+        raise RuntimeError(f"device '{dev}' is the torch twin, and torch is not installed "
+                           "(pip install cnnlab[torch])") from None
+    if not is_tensor(a):
+        a = np.asarray(a)
+        # NumPy calls a size-1 axis with a negative stride contiguous; torch refuses it.
+        a = torch.from_numpy(a if a.flags.writeable and min(a.strides, default=0) >= 0
+                             else a.copy())
+    return a.to(device=dev.torch_device(), dtype=None if d is None else as_dtype(d).torch)
 
 
-def like(a, ref):
-    """``a`` (NumPy or torch) in the family and on the device of ``ref``, keeping its dtype."""
-    if is_tensor(ref):
-        return convert(a, ref.device)
-    return to_numpy(a)
-
-
-def zeros_like(a):
-    return _torch().zeros_like(a) if is_tensor(a) else np.zeros_like(a)
-
-
-def arange(n: int, ref):
-    """int64 0..n-1 in ``ref``'s family and on its device (row indices for ``ref``)."""
-    if is_tensor(ref):
-        return _torch().arange(n, device=ref.device)
-    return np.arange(n)
-
-
-def sqrt(a):
-    return a.sqrt() if is_tensor(a) else np.sqrt(a)
-
-
-def exp(a):
-    return a.exp() if is_tensor(a) else np.exp(a)
-
-
-def log(a):
-    return a.log() if is_tensor(a) else np.log(a)
-
-
-def relu(a):
-    return a.relu() if is_tensor(a) else np.maximum(a, 0)
-
-
-def maximum(a, b):
-    """Element-wise maximum of two arrays of one family."""
-    return _torch().maximum(a, b) if is_tensor(a) else np.maximum(a, b)
+def convert(a, device=None, dtype=None):
+    """``a`` as a NumPy array (``device`` None) or as a torch tensor on the torch device
+    ``device`` ("cpu", "cuda", a ``torch.device``); cast to ``dtype`` when given."""
+    if device is None:
+        return place(a, "cpu", dtype)
+    text = str(device)
+    return place(a, text if text.startswith("torch:") or not text.startswith("cpu")
+                 else "torch:" + text, dtype)
 
 
 def flip_where(x, mask):
@@ -99,21 +326,3 @@ def flip_where(x, mask):
     if is_tensor(x):
         return _torch().where(m, x.flip(-1), x)
     return np.where(m, x[..., ::-1], x)
-
-
-def amax(a, axis: int, keepdims: bool = False):
-    if is_tensor(a):
-        return a.amax(dim=axis, keepdim=keepdims)
-    return a.max(axis=axis, keepdims=keepdims)
-
-
-def sum_axis(a, axis, keepdims: bool = False):
-    if is_tensor(a):
-        return a.sum(dim=axis, keepdim=keepdims)
-    return a.sum(axis=axis, keepdims=keepdims)
-
-
-def argmax(a, axis: int):
-    """int64 indices of the first maximum along ``axis``."""
-    return a.argmax(dim=axis) if is_tensor(a) else a.argmax(axis=axis)
-

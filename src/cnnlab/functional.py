@@ -126,11 +126,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return call.out(call.twin.conv2d(x, w, b, spec), batched)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                    *, output_mask=(True, True, True)):
     """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``.
 
     grad_output has conv2d's output shape; grad_input has input's, grad_weight weight's,
     grad_bias is (C_out,) (the gradient of a bias, whether or not the forward had one).
+    ``output_mask`` (as torch's ``convolution_backward``) skips the gradients marked False,
+    which are then None: a network's first layer needs no input gradient.
     """
     op = "conv2d_backward"
     batched = check_rank("conv2d", input)
@@ -141,12 +144,15 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     call = _Call(op, g4, x4, weight)
     g, x, w = call.arrays
     t = call.twin
+    want_input, want_weight, want_bias = output_mask
     if _empty(x, w):
-        return (call.out(zeros_like(x), batched), call.out(zeros_like(w)),
-                call.out(t.bias_grad(g)))
-    return (call.out(t.conv2d_grad_input(g, w, spec), batched),
-            call.out(t.conv2d_grad_weight(g, x, spec)),
-            call.out(t.bias_grad(g)))
+        gx, gw = zeros_like(x), zeros_like(w)
+    else:
+        gx = t.conv2d_grad_input(g, w, spec) if want_input else None
+        gw = t.conv2d_grad_weight(g, x, spec) if want_weight else None
+    return (call.out(gx, batched) if want_input else None,
+            call.out(gw) if want_weight else None,
+            call.out(t.bias_grad(g)) if want_bias else None)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,

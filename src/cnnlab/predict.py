@@ -15,7 +15,8 @@ import numpy as np
 from . import _array as A
 from . import checkpoint, data
 from ._dispatch import placement, use_backend
-from .layers import softmax
+from .autograd import no_grad
+from .tensor import as_tensor
 
 __all__ = ["predict_proba", "main"]
 
@@ -24,12 +25,14 @@ BATCH = 256
 
 
 def predict_proba(model, images, batch_size: int = BATCH) -> np.ndarray:
-    """Softmax probabilities (N, K) as NumPy for float images (N, C, S, S), NumPy or torch
-    (on the model's device), in batches, in eval mode."""
+    """Softmax probabilities (N, K) as NumPy for float images (N, C, S, S): a Tensor, a
+    NumPy array or a torch tensor on the model's device; in batches, in eval mode."""
     model.eval()
+    images = as_tensor(images)
     out = []
-    for b in range(0, len(images), batch_size):
-        out.append(A.to_numpy(softmax(model.forward(images[b:b + batch_size]))))
+    with no_grad():
+        for b in range(0, len(images), batch_size):
+            out.append(model(images[b:b + batch_size]).softmax(1).numpy(force=True))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -64,8 +67,8 @@ def _run(args) -> int:
         return 1
     x = np.stack(images).astype(ckpt["dtype"])
     model = ckpt["model"]
-    if device is not None:
-        model.to(device)
+    if device is not None:  # a torch device, as train's --device
+        model.to("torch:cpu" if device == "cpu" else device)
         x = A.convert(x, device)
     with use_backend(backend):
         probs = predict_proba(model, x)

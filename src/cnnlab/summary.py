@@ -1,12 +1,17 @@
-"""``summary(model, input_size)``: the table ``torchsummary.summary`` prints, for cnnlab models.
+"""``summary(model, input_size)``: the table ``torchsummary.summary`` prints, for any Module.
 
-One forward pass of a batch of 2 zeros (in eval mode, so no dropout draw consumes random
-numbers) records each leaf layer's output shape; ``Sequential`` containers get no row of
-their own, as in torchsummary. Rows are named ``<Class>-<k>`` in the order the layers run.
-The figures follow torchsummary 1.5.1 exactly: the batch dimension shows as ``batch_size``
-(-1 by default), "Forward/backward pass size" counts every output twice (values and
-gradients), sizes are in MiB of the model's dtype (4 bytes for float32, as torchsummary
-assumes).
+As torchsummary 1.5.1 does: a forward hook on every module except containers
+(``Sequential``, ``ModuleList``) and the model itself records, when that module's forward
+ends, its output shape and the sizes of its ``weight`` and ``bias`` (so a custom block
+gets a row after its children's, and a module without weight or bias counts 0). Rows are
+``<Class>-<k>`` in the order the forwards end; the batch shows as ``batch_size`` (-1 by
+default); "Forward/backward pass size" counts every output twice (values and gradients).
+Sizes are in MiB of the model's dtype (4 bytes for float32, what torchsummary assumes).
+The forward runs once on a batch of two zeros, in eval mode and under ``no_grad`` (no
+dropout draw, no BatchNorm statistics update), on the model's device.
+
+The table is printed once; the function returns None, so a notebook or a REPL shows it
+once.
 """
 from __future__ import annotations
 
@@ -14,54 +19,70 @@ import sys
 
 import numpy as np
 
-from . import _array as A
-from .layers import Sequential
+from . import autograd
+from ._array import place
+from .nn import Module, ModuleList, Sequential
 
 __all__ = ["summary"]
 
 _RULE = "-" * 64
 _DOUBLE = "=" * 64
-_STDOUT = object()
 
 
-def _rows(model, x, batch_size):
-    """[(name, output_shape, params, trainable or None)] for each leaf layer run."""
-    rows = []
+def _shape(output, batch_size):
+    if isinstance(output, (list, tuple)):
+        return [[-1] + list(o.shape)[1:] for o in output]
+    return [batch_size] + list(output.shape)[1:]
 
-    def run(layer, x):
-        if isinstance(layer, Sequential):
-            for child in layer.layers:
-                x = run(child, x)
-            return x
-        y = layer.forward(x)
-        params = layer.parameters()
-        weight = getattr(layer, "weight", None)
-        trainable = weight.requires_grad if weight is not None else None
-        rows.append((f"{type(layer).__name__}-{len(rows) + 1}",
-                     [batch_size] + [int(s) for s in y.shape[1:]],
-                     sum(int(np.prod(p.shape)) for p in params), trainable))
-        return y
 
-    run(model, x)
+def _rows(model: Module, inputs, batch_size):
+    """[(name, output shape, params, trainable or None)] in the order the forwards end."""
+    rows, handles = [], []
+
+    def hook(module, args, output):
+        params, trainable = 0, None
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        if weight is not None and hasattr(weight, "shape"):
+            params += int(np.prod(tuple(weight.shape)))
+            trainable = weight.requires_grad
+        if bias is not None and hasattr(bias, "shape"):
+            params += int(np.prod(tuple(bias.shape)))
+        rows.append((f"{type(module).__name__}-{len(rows) + 1}", _shape(output, batch_size),
+                     params, trainable))
+
+    for module in model.modules():
+        if not isinstance(module, (Sequential, ModuleList)) and module is not model:
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with autograd.no_grad():
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
     return rows
 
 
-def summary(model, input_size, batch_size: int = -1, *, file=_STDOUT) -> str:
-    """Print (to ``file``, standard output by default; None prints nothing) and return
-    torchsummary's table for ``model`` on inputs of shape ``input_size`` = (C, H, W), the
-    batch excluded."""
-    input_size = tuple(int(s) for s in input_size)
-    params = model.parameters()
-    ref = params[0].data if params else np.zeros(0, np.float32)
-    x = A.like(np.zeros((2,) + input_size, dtype=A.dtype_name(ref)), ref)
-    was_training = model.training
-    model.eval()
-    try:
-        rows = _rows(model, x, batch_size)
-    finally:
-        model.train(was_training)
+def summary(model: Module, input_size, batch_size: int = -1, device=None, *,
+            file=None) -> None:
+    """Print torchsummary's table for ``model`` on inputs of shape ``input_size`` = (C, H, W)
+    (the batch excluded; a list of shapes for a model with several inputs) to ``file``
+    (standard output by default). ``device`` is accepted for torchsummary's signature; the
+    input goes where the model's parameters are."""
+    from .tensor import Tensor
 
-    itemsize = np.dtype(A.dtype_name(ref)).itemsize
+    single = all(isinstance(s, int) for s in input_size)
+    sizes = [tuple(input_size)] if single else [tuple(s) for s in input_size]
+    ref = next(iter(model.parameters()), None)
+    dtype = ref.dtype if ref is not None else None
+    where = ref.device if ref is not None else "cpu"
+    np_dtype = dtype.numpy if dtype is not None else np.float32
+    inputs = [Tensor._make(place(np.zeros((2,) + s, np_dtype), where)) for s in sizes]
+    rows = _rows(model, inputs, batch_size)
+
+    itemsize = np.dtype(np_dtype).itemsize
     lines = [_RULE, "{:>20}  {:>25} {:>15}".format("Layer (type)", "Output Shape", "Param #"),
              _DOUBLE]
     total_params = trainable_params = total_output = 0
@@ -72,7 +93,7 @@ def summary(model, input_size, batch_size: int = -1, *, file=_STDOUT) -> str:
         if trainable:
             trainable_params += n_params
     mib = 1024 ** 2.
-    input_mb = abs(np.prod(input_size) * batch_size * itemsize / mib)
+    input_mb = abs(np.prod(sizes) * batch_size * itemsize / mib)
     output_mb = abs(2. * total_output * itemsize / mib)
     params_mb = abs(total_params * itemsize / mib)
     lines += [_DOUBLE,
@@ -85,9 +106,4 @@ def summary(model, input_size, batch_size: int = -1, *, file=_STDOUT) -> str:
               "Params size (MB): %0.2f" % params_mb,
               "Estimated Total Size (MB): %0.2f" % (params_mb + output_mb + input_mb),
               _RULE]
-    text = "\n".join(lines) + "\n"
-    if file is _STDOUT:
-        file = sys.stdout  # looked up now: it may have been redirected since import
-    if file is not None:
-        file.write(text)
-    return text
+    (file if file is not None else sys.stdout).write("\n".join(lines) + "\n")
