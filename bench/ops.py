@@ -1,21 +1,30 @@
-"""Benchmark every op, forward and backward, on every twin and on torch's CPU kernels.
+"""Benchmark every op, forward and backward: cnnlab's twins against torch's CPU kernels.
 
-    python bench/ops.py                       # all cases, float32 and float64
-    python bench/ops.py --quick               # fewer repeats, float32 only
-    python bench/ops.py --threads 1 --json bench/results/ops-1thread.json
+    python bench/ops.py                      # all cases, float32 and float64, 3 rounds
+    python bench/ops.py --quick              # float32, 2 rounds, fewer repeats
+    python bench/ops.py --cases conv --dtypes float32 --candidates cython,torch
+    python bench/ops.py --interleaved        # the old one-process method (an extra)
 
-Cases: the lab network's layers at batch 32 on 64x64 RGB input (conv 3->16, 16->32, 32->64,
-3x3 padding 1, 2x2 max/avg pooling after each, a 2x2 stride-2 transposed conv 64->32) and the
-course's classic speed tests (x (100,3,31,31), w (25,3,3,3), stride 2, padding 1; pooling on
-(100,3,32,32), 2x2 stride 2). ``cnnlab.reference`` (the naive loops) is timed once on one
-image and scaled to the batch. Backward passes are the full gradient set (input, weight,
-bias for convolutions), against ``torch.ops.aten.convolution_backward`` and the pooling
-backward kernels, which are what torch's autograd calls. Prints a Markdown table and writes
-JSON (default ``bench/results/ops.json``).
+Run it with the machine's OpenBLAS overrides unset (HELPERS.md):
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/ops.py``.
+
+Each candidate (``cython``, ``numpy``, ``torch``; ``reference`` on request) runs alone in
+its own processes, alternated, on the same thread count (see ``_harness``); times are the
+median over the rounds of each process's median. Cases: the lab network's layers at batch 32
+on 64x64 RGB input (conv 3->16, 16->32, 32->64, 3x3 padding 1, 2x2 max/avg pooling after each,
+a 2x2 stride-2 transposed conv 64->32), two ResNet-like layers (64->64 @56 batch 8,
+128->128 @14 batch 32) and the course's classic cases. Backward is the full gradient set
+(input, weight, bias for convolutions) against ``torch.ops.aten.convolution_backward`` and
+the pooling backward kernels, which are what torch's autograd calls. Conv rows give the
+forward's GFLOP/s (2*N*C_in*C_out*kH*kW*H_out*W_out/groups per second) and its fraction of
+the machine's GEMM peak, measured in its own processes. A second table times cnnlab's
+convolutions (forward + backward) on 1 thread against all threads. Writes JSON and Markdown
+(default ``bench/results/ops.json`` and ``ops.md``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -23,55 +32,99 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as H  # noqa: E402
 
-H.setup_env()  # before any OpenMP runtime loads (see _harness)
-
-import numpy as np  # noqa: E402
-
-import cnnlab  # noqa: E402
-import cnnlab.functional as F  # noqa: E402
-
-try:
-    import torch
-    import torch.nn.functional as TF
-except ImportError:  # the table then has no torch column
-    torch = None
-
-try:
-    from cnnlab import reference as R
-except ImportError:
-    R = None
-
+SCRIPT = os.path.abspath(__file__)
 
 # --------------------------------------------------------------------------- the cases
 
-def lab_cases(batch=32):
+
+def conv(name, x, w, **kw):
+    return dict(name=name, op="conv2d", x=x, w=w, kw=dict(stride=1, padding=1, **kw))
+
+
+def pool(name, op, x):
+    return dict(name=name, op=op, x=x, kw=dict(kernel_size=2, stride=2))
+
+
+def all_cases(batch=32):
     cases = []
     for cin, cout, size in [(3, 16, 64), (16, 32, 32), (32, 64, 16)]:
-        cases.append(dict(name=f"lab conv {cin}->{cout} @{size}", op="conv2d",
-                          x=(batch, cin, size, size), w=(cout, cin, 3, 3),
-                          kw=dict(stride=1, padding=1)))
+        cases.append(conv(f"lab conv {cin}->{cout} @{size}", (batch, cin, size, size),
+                          (cout, cin, 3, 3)))
         for op in ("max_pool2d", "avg_pool2d"):
-            cases.append(dict(name=f"lab {op[:3]}pool 2/2 {cout}@{size}", op=op,
-                              x=(batch, cout, size, size), kw=dict(kernel_size=2, stride=2)))
-    cases.append(dict(name="lab convT 64->32 2x2/2 @8", op="conv_transpose2d",
-                      x=(batch, 64, 8, 8), w=(64, 32, 2, 2), kw=dict(stride=2)))
+            cases.append(pool(f"lab {op[:3]}pool 2/2 {cout}@{size}", op,
+                              (batch, cout, size, size)))
+    cases += [
+        dict(name="lab convT 64->32 2x2/2 @8", op="conv_transpose2d", x=(batch, 64, 8, 8),
+             w=(64, 32, 2, 2), kw=dict(stride=2, padding=0)),
+        conv("conv 64->64 @56 batch 8", (8, 64, 56, 56), (64, 64, 3, 3)),
+        conv("conv 128->128 @14", (batch, 128, 14, 14), (128, 128, 3, 3)),
+        dict(name="classic conv 100x3x31x31 w25 s2 p1", op="conv2d", x=(100, 3, 31, 31),
+             w=(25, 3, 3, 3), kw=dict(stride=2, padding=1)),
+        pool("classic maxpool 100x3x32x32 2/2", "max_pool2d", (100, 3, 32, 32)),
+        pool("classic avgpool 100x3x32x32 2/2", "avg_pool2d", (100, 3, 32, 32)),
+    ]
     return cases
 
 
-def classic_cases():
-    return [
-        dict(name="classic conv 100x3x31x31 w25 s2 p1", op="conv2d", x=(100, 3, 31, 31),
-             w=(25, 3, 3, 3), kw=dict(stride=2, padding=1)),
-        dict(name="classic maxpool 100x3x32x32 2/2", op="max_pool2d", x=(100, 3, 32, 32),
-             kw=dict(kernel_size=2, stride=2)),
-        dict(name="classic avgpool 100x3x32x32 2/2", op="avg_pool2d", x=(100, 3, 32, 32),
-             kw=dict(kernel_size=2, stride=2)),
-    ]
+def select(cases, spec):
+    """--cases: 'all', 'conv' (convolutions), 'pool', or comma-separated name parts."""
+    if spec == "all":
+        return cases
+    if spec == "conv":
+        return [c for c in cases if "w" in c]
+    if spec == "pool":
+        return [c for c in cases if "w" not in c]
+    parts = spec.split(",")
+    return [c for c in cases if any(p in c["name"] for p in parts)]
 
 
-# --------------------------------------------------------------------------- callables
+def out_hw(case):
+    (n, c, h, w), kw = case["x"], case["kw"]
+    s, p = kw["stride"], kw.get("padding", 0)
+    if case["op"] == "conv_transpose2d":
+        k = case["w"][2]
+        return (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k
+    k = case["w"][2] if "w" in case else kw["kernel_size"]
+    return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
 
-def cnnlab_calls(case, x, w, b, gy, idx):
+
+def flops(case):
+    """Multiply-adds x 2 of a convolution's forward (the backward does twice as many)."""
+    if "w" not in case:
+        return None
+    n, c_in, _, _ = case["x"]
+    c0, c1, kh, kw = case["w"]
+    if case["op"] == "conv_transpose2d":      # every input pixel meets every weight
+        return 2 * n * case["x"][2] * case["x"][3] * c0 * c1 * kh * kw
+    ho, wo = out_hw(case)
+    return 2 * n * ho * wo * c0 * c1 * kh * kw
+
+
+def key(case, dtype, pass_):
+    return f"{case['name']}|{dtype}|{pass_}"
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def operands(case, dtype, batch=None, seed=0):
+    """x, w, b, grad_output as NumPy arrays (the same for every candidate)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    xs = case["x"] if batch is None else (batch,) + tuple(case["x"][1:])
+    x = rng.standard_normal(xs).astype(dtype)
+    w = b = None
+    if "w" in case:
+        w = (rng.standard_normal(case["w"]) * 0.1).astype(dtype)
+        c_out = case["w"][1] if case["op"] == "conv_transpose2d" else case["w"][0]
+        b = rng.standard_normal(c_out).astype(dtype)
+    c_out = case["x"][1] if "w" not in case else (
+        case["w"][1] if case["op"] == "conv_transpose2d" else case["w"][0])
+    gy = rng.standard_normal((xs[0], c_out) + out_hw(case)).astype(dtype)
+    return x, w, b, gy
+
+
+def cnnlab_calls(F, case, x, w, b, gy):
     """(forward, backward) through cnnlab.functional on the current backend."""
     op, kw = case["op"], case["kw"]
     if op == "conv2d":
@@ -81,27 +134,18 @@ def cnnlab_calls(case, x, w, b, gy, idx):
         return (lambda: F.conv_transpose2d(x, w, b, **kw),
                 lambda: F.conv_transpose2d_backward(gy, x, w, **kw))
     if op == "max_pool2d":
+        _, idx = F.max_pool2d(x, return_indices=True, **kw)
         return (lambda: F.max_pool2d(x, return_indices=True, **kw),
                 lambda: F.max_pool2d_backward(gy, x, indices=idx, **kw))
     return (lambda: F.avg_pool2d(x, **kw), lambda: F.avg_pool2d_backward(gy, x, **kw))
 
 
-def reference_calls(case, x, w, b, gy):
-    op, kw = case["op"], case["kw"]
-    fwd = getattr(R, op)
-    bwd = getattr(R, op + "_backward")
-    if op in ("conv2d", "conv_transpose2d"):
-        return lambda: fwd(x, w, b, **kw), lambda: bwd(gy, x, w, **kw)
-    return lambda: fwd(x, **kw), lambda: bwd(gy, x, **kw)
-
-
-def torch_calls(case, x, w, b, gy, idx):
+def torch_calls(torch, case, x, w, b, gy):
     """torch's CPU kernels: the forward function and the backward ATen op autograd uses."""
+    TF, aten = torch.nn.functional, torch.ops.aten
     op, kw = case["op"], case["kw"]
-    aten = torch.ops.aten
     if op in ("conv2d", "conv_transpose2d"):
-        s = kw.get("stride", 1)
-        p = kw.get("padding", 0)
+        s, p = kw["stride"], kw["padding"]
         transposed = op == "conv_transpose2d"
         fwd = TF.conv_transpose2d if transposed else TF.conv2d
         n_out = w.shape[1] if transposed else w.shape[0]
@@ -110,6 +154,7 @@ def torch_calls(case, x, w, b, gy, idx):
                                                   transposed, [0, 0], 1, [True, True, True]))
     k, s = kw["kernel_size"], kw["stride"]
     if op == "max_pool2d":
+        _, idx = TF.max_pool2d(x, k, s, return_indices=True)
         return (lambda: TF.max_pool2d(x, k, s, return_indices=True),
                 lambda: aten.max_pool2d_with_indices_backward(gy, x, [k, k], [s, s], [0, 0],
                                                               [1, 1], False, idx))
@@ -117,142 +162,228 @@ def torch_calls(case, x, w, b, gy, idx):
             lambda: aten.avg_pool2d_backward(gy, x, [k, k], [s, s], [0, 0], False, True, None))
 
 
-# --------------------------------------------------------------------------- running
+def calls_for(candidate, threads):
+    """A function case, dtype -> (forward, backward) for one candidate, in this process."""
+    if candidate == "torch":
+        import torch
+        H.set_threads(threads, torch)
 
-def operands(case, dtype, batch=None, seed=0):
-    rng = np.random.default_rng(seed)
-    xs = case["x"] if batch is None else (batch,) + case["x"][1:]
-    x = rng.standard_normal(xs).astype(dtype)
-    w = b = None
-    if "w" in case:
-        w = (rng.standard_normal(case["w"]) * 0.1).astype(dtype)
-        n_out = case["w"][1] if case["op"] == "conv_transpose2d" else case["w"][0]
-        b = rng.standard_normal(n_out).astype(dtype)
-    with cnnlab.use_backend("numpy"):
-        if case["op"] == "max_pool2d":
-            y, idx = F.max_pool2d(x, return_indices=True, **case["kw"])
-        else:
-            y, idx = cnnlab_calls(case, x, w, b, None, None)[0](), None
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    return x, w, b, gy, idx
+        def make(case, dtype):
+            ops = [None if a is None else torch.from_numpy(a) for a in operands(case, dtype)]
+            return torch_calls(torch, case, *ops)
+        return make
+    import cnnlab
+    import cnnlab.functional as F
+    H.set_threads(threads)
+    if candidate == "reference":
+        from cnnlab import reference as R
 
+        def make(case, dtype):
+            return cnnlab_calls(R, case, *operands(case, dtype, batch=1))
+        return make
 
-def run_case(case, dtype, args):
-    x, w, b, gy, idx = operands(case, dtype)
-    fwd, bwd = {}, {}
-    for name in ("numpy", "cython"):
-        if name in cnnlab.backends():
-            f, g = cnnlab_calls(case, x, w, b, gy, idx)
-            fwd[name] = _on(name, f)
-            bwd[name] = _on(name, g)
-    if torch is not None:
-        t = [None if a is None else torch.from_numpy(a) for a in (x, w, b, gy, idx)]
-        f, g = torch_calls(case, *t)
-        fwd["torch"], bwd["torch"] = f, g
-    res = {"fwd": H.interleaved(fwd, args.repeats, budget_s=args.budget),
-           "bwd": H.interleaved(bwd, args.repeats, budget_s=args.budget)}
-    if R is not None and not args.no_reference:
-        n = case["x"][0]
-        rx, rw, rb, rgy, _ = operands(case, dtype, batch=1)
-        rf, rg = reference_calls(case, rx, rw, rb, rgy)
-        for key, fn in (("fwd", rf), ("bwd", rg)):
-            t0 = time.perf_counter()
-            fn()
-            res[key]["reference"] = (time.perf_counter() - t0) * n  # scaled to the batch
-    return res
+    def make(case, dtype):
+        with cnnlab.use_backend(candidate):
+            pair = cnnlab_calls(F, case, *operands(case, dtype))
+        return tuple(_on(candidate, threads, fn) for fn in pair)
+    return make
 
 
-def _on(backend, fn):
+def _on(backend, threads, fn):
+    """fn on a cnnlab backend and thread count (the interleaved mode mixes them)."""
+    import cnnlab
+
     def call():
+        cnnlab.set_num_threads(threads)
         with cnnlab.use_backend(backend):
             return fn()
     return call
 
 
-COLUMNS = ("reference", "numpy", "cython", "torch")
+def worker(args):
+    """Time every selected case in this process; print {key: [seconds...]} as JSON."""
+    make = calls_for(args.worker, args.threads)
+    out = {}
+    for dtype in args.dtypes.split(","):
+        for case in select(all_cases(), args.cases):
+            fwd, bwd = make(case, dtype)
+            for pass_, fn in (("fwd", fwd), ("bwd", bwd)):
+                if args.worker == "reference":      # one image, once, scaled to the batch
+                    t0 = time.perf_counter()
+                    fn()
+                    ts = [(time.perf_counter() - t0) * case["x"][0]]
+                else:
+                    ts = H.time_calls(fn, args.repeats, budget_s=args.budget)
+                out[key(case, dtype, pass_)] = ts
+    print(json.dumps({"times": out, "blas": H.blas_info()}))
 
 
-def table(rows) -> str:
-    head = ("| case | dtype | pass | " + " | ".join(f"{c} ms" for c in COLUMNS)
-            + " | cython/torch | cython/numpy |")
+# --------------------------------------------------------------------------- parent side
+
+
+def worker_argv(args, candidate, threads):
+    return ["--worker", candidate, "--threads", str(threads), "--dtypes", args.dtypes,
+            "--cases", args.cases, "--repeats", str(args.repeats),
+            "--budget", str(args.budget)]
+
+
+def measure(args, log):
+    """({candidate: {key: seconds}}, {candidate: {key: [process medians]}}, {candidate:
+    BLAS libraries}), each candidate in its own processes (plus cython on 1 thread for the
+    scaling table)."""
+    cands = {c: (worker_argv(args, c, args.threads), None) for c in args.candidates}
+    if args.scaling and "cython" in args.candidates and args.threads > 1:
+        cands["cython 1 thread"] = (worker_argv(args, "cython", 1), None)
+    if args.interleaved:
+        return interleaved(args, cands, log)
+    res = H.in_processes(SCRIPT, cands, rounds=args.rounds, log=log)
+    return ({n: {k: v["median"] for k, v in r["times"].items()} for n, r in res.items()},
+            {n: {k: v["process_medians"] for k, v in r["times"].items()}
+             for n, r in res.items()},
+            {n: r["blas"] for n, r in res.items()})
+
+
+def interleaved(args, cands, log):
+    """The documented extra: all candidates in one process (this one), alternating."""
+    mode = H.setup_interleaved_env()
+    log(f"  interleaved in one process, OMP_WAIT_POLICY={mode}")
+    import numpy as np  # noqa: F401
+    makers = {n: calls_for(argv[1], int(argv[3])) for n, (argv, _) in cands.items()}
+    times = {n: {} for n in cands}
+    for dtype in args.dtypes.split(","):
+        for case in select(all_cases(), args.cases):
+            pairs = {n: m(case, dtype) for n, m in makers.items()}
+            for i, pass_ in enumerate(("fwd", "bwd")):
+                fns = {n: p[i] for n, p in pairs.items()}
+                for n, t in H.interleaved(fns, args.repeats, budget_s=args.budget).items():
+                    times[n][key(case, dtype, pass_)] = t
+    import threadpoolctl  # noqa: F401
+    return times, {}, {n: H.blas_info() for n in cands}
+
+
+def tables(args, times, peak, order):
+    """Markdown: the op table and the thread-scaling table."""
+    cands = [c for c in ("reference", "numpy", "cython", "torch") if c in order]
+    head = ("| case | dtype | pass | " + " | ".join(f"{c} ms" for c in cands)
+            + " | cython/torch | cython GFLOP/s | cython % of peak | torch GFLOP/s |"
+            + " torch % of peak |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
-    for r in rows:
-        t = r["times"]
-        lines.append(f"| {r['case']} | {r['dtype']} | {r['pass']} | "
-                     + " | ".join(H.fmt_ms(t.get(c)) for c in COLUMNS)
-                     + f" | {H.fmt_ratio(t.get('cython'), t.get('torch'))}"
-                     + f" | {H.fmt_ratio(t.get('cython'), t.get('numpy'))} |")
-    return "\n".join(lines)
+    rows = []
+    for dtype in args.dtypes.split(","):
+        for case in select(all_cases(), args.cases):
+            f = flops(case)
+            for pass_ in ("fwd", "bwd", "fwd+bwd"):
+                t = {}
+                for c in cands:
+                    parts = [times[c].get(key(case, dtype, p)) for p in pass_.split("+")]
+                    t[c] = None if None in parts else sum(parts)
+                work = None if f is None else f * (1 if pass_ == "fwd" else
+                                                   2 if pass_ == "bwd" else 3)
+                rate = {c: (work / t[c] / 1e9 if work and t.get(c) else None) for c in cands}
+                pk = peak.get(dtype) if peak else None
+                rows.append({"case": case["name"], "dtype": dtype, "pass": pass_,
+                             "times": t, "gflops": rate, "peak_gflops": pk})
+                lines.append(
+                    f"| {case['name']} | {dtype} | {pass_} | "
+                    + " | ".join(H.fmt_ms(t[c]) for c in cands)
+                    + f" | {H.fmt_ratio(t.get('cython'), t.get('torch'))}"
+                    + "".join(f" | {_rate(rate.get(c))} | {_pct(rate.get(c), pk)}"
+                              for c in ("cython", "torch")) + " |")
+    scaling = []
+    if "cython 1 thread" in times:
+        lines += ["", f"| cython conv fwd+bwd | dtype | 1 thread ms | {args.threads} threads ms"
+                  " | speed-up |", "| --- | --- | --- | --- | --- |"]
+        for dtype in args.dtypes.split(","):
+            for case in select(all_cases(), args.cases):
+                if "w" not in case:
+                    continue
+                t1 = sum(times["cython 1 thread"][key(case, dtype, p)] for p in ("fwd", "bwd"))
+                tn = sum(times["cython"][key(case, dtype, p)] for p in ("fwd", "bwd"))
+                scaling.append({"case": case["name"], "dtype": dtype, "t1": t1, "tn": tn,
+                                "threads": args.threads, "speedup": t1 / tn})
+                lines.append(f"| {case['name']} | {dtype} | {H.fmt_ms(t1)} | {H.fmt_ms(tn)} "
+                             f"| {t1 / tn:.2f}x |")
+    return "\n".join(lines), rows, scaling
 
 
-def thread_scaling(args):
-    """Cython conv2d forward+backward on the lab layers, 1 thread against all threads."""
-    if "cython" not in cnnlab.backends():
-        return []
-    out = []
-    n_all = args.threads
-    for case in lab_cases():
-        if case["op"] != "conv2d":
-            continue
-        x, w, b, gy, idx = operands(case, np.float32)
-        f, g = cnnlab_calls(case, x, w, b, gy, idx)
+def _rate(r):
+    return "—" if r is None else f"{r:.0f}"
 
-        def both(n):
-            def call():
-                cnnlab.set_num_threads(n)
-                with cnnlab.use_backend("cython"):
-                    f()
-                    g()
-            return call
-        t = H.interleaved({"1": both(1), str(n_all): both(n_all)}, args.repeats,
-                          budget_s=args.budget)
-        cnnlab.set_num_threads(n_all)
-        out.append({"case": case["name"], "t1": t["1"], "tn": t[str(n_all)],
-                    "threads": n_all, "speedup": t["1"] / t[str(n_all)]})
-    return out
+
+def _pct(r, peak):
+    return "—" if r is None or not peak else f"{100 * r / peak:.0f}%"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=cnnlab.get_num_threads())
-    ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--budget", type=float, default=15.0,
-                    help="seconds of timing per case and pass before stopping early")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="processes per candidate")
+    ap.add_argument("--repeats", type=int, default=15, help="timed calls per process")
+    ap.add_argument("--budget", type=float, default=5.0,
+                    help="seconds of timing per case and pass in a process before stopping")
     ap.add_argument("--dtypes", default="float32,float64")
-    ap.add_argument("--quick", action="store_true", help="float32 only, 5 repeats")
-    ap.add_argument("--no-reference", action="store_true", help="skip the naive loops")
-    ap.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
-                                                   "ops.json"))
+    ap.add_argument("--cases", default="all", help="all, conv, pool or name parts")
+    ap.add_argument("--candidates", default="numpy,cython,torch",
+                    help="comma-separated: numpy, cython, torch, reference (naive loops, one "
+                         "image timed once and scaled to the batch)")
+    ap.add_argument("--no-scaling", dest="scaling", action="store_false",
+                    help="skip cython on 1 thread")
+    ap.add_argument("--quick", action="store_true", help="float32, 2 rounds, 7 repeats")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="the old method: every candidate in this one process (an extra)")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(SCRIPT), "results", "ops"),
+                    help="writes OUT.json and OUT.md")
+    ap.add_argument("--boost", action="store_true",
+                    help="raise this run's scheduling weight on a shared machine (root; see "
+                         "_harness.boost)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
     if args.quick:
-        args.dtypes, args.repeats = "float32", 5
-    H.set_threads(args.threads)
+        args.dtypes, args.rounds, args.repeats = "float32", 2, 7
+    args.candidates = args.candidates.split(",")
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+    boosted = H.boost() if args.boost else "not boosted"
+    warn = H.warn_overrides()
+    if warn:
+        log(warn)
     info = H.machine()
-    info["threads"] = args.threads
-    print(f"machine: {info['cpu']}, {info['usable_cpus']} usable CPUs; threads for everyone: "
-          f"{args.threads}; OMP_WAIT_POLICY={info['omp_wait_policy']}; backends "
-          f"{info['cnnlab_backends']}, torch {info.get('torch')}")
-    rows = []
-    for dtype in args.dtypes.split(","):
-        for case in lab_cases() + classic_cases():
-            res = run_case(case, np.dtype(dtype).type, args)
-            for key in ("fwd", "bwd"):
-                rows.append({"case": case["name"], "dtype": dtype, "pass": key,
-                             "times": res[key]})
-            print(f"  {case['name']} {dtype}: done", file=sys.stderr)
-    print()
-    print(table(rows))
-    scaling = thread_scaling(args)
-    if scaling:
-        print()
-        print(f"| cython conv fwd+bwd, float32 | 1 thread ms | {args.threads} threads ms "
-              "| speed-up |")
-        print("| --- | --- | --- | --- |")
-        for s in scaling:
-            print(f"| {s['case']} | {H.fmt_ms(s['t1'])} | {H.fmt_ms(s['tn'])} | "
-                  f"{s['speedup']:.2f}x |")
-    H.write_json(args.json, {"machine": info, "rows": rows, "thread_scaling": scaling})
-    print(f"\nwrote {args.json}")
+    load0 = H.load()
+    t0 = time.perf_counter()
+    peak = H.sgemm_peak(args.threads)
+    log(f"GEMM peak: float32 {peak['float32']:.0f}, float64 {peak['float64']:.0f} GFLOP/s")
+    times, per_process, blas = measure(args, log)
+    load1 = H.load()
+    table, rows, scaling = tables(args, times, peak, list(times))
+    method = ("interleaved in one process (OMP_WAIT_POLICY=PASSIVE)" if args.interleaved
+              else f"each candidate in its own process, alternated, median of {args.rounds} "
+                   f"processes x up to {args.repeats} calls")
+    header = [
+        f"machine: {info['cpu']} ({info['simd']}), {info['usable_cpus']} usable CPUs, caches "
+        + ", ".join(f"{k} {v >> 10} KiB" for k, v in info["caches"].items()),
+        f"threads for every candidate: {args.threads}; method: {method}; "
+        f"load average {load0:.2f} before, {load1:.2f} after; "
+        f"{time.perf_counter() - t0:.0f} s",
+        "environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items())
+        + f"; scheduling: {boosted}",
+        f"GEMM peak (NumPy {peak['size']}^3, own processes): float32 "
+        f"{peak['float32']:.0f} GFLOP/s, float64 {peak['float64']:.0f} GFLOP/s",
+    ] + [f"BLAS in the {c} process: {H.blas_line(b)}" for c, b in blas.items()] + [
+        f"torch {info.get('torch')}, numpy {info['numpy']}, python {info['python']}"]
+    text = "\n".join(header) + "\n\n" + table + "\n"
+    print(text)
+    H.write_json(args.out + ".json", {"machine": info, "threads": args.threads,
+                                      "method": method, "load": [load0, load1],
+                                      "scheduling": boosted,
+                                      "peak": peak, "blas": blas, "rows": rows,
+                                      "per_process": per_process,
+                                      "thread_scaling": scaling})
+    with open(args.out + ".md", "w") as f:
+        f.write(text)
+    log(f"wrote {args.out}.json and {args.out}.md")
 
 
 if __name__ == "__main__":

@@ -7,20 +7,21 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnnlab import checkpoint, layers, models, optim
+import cnnlab
+from cnnlab import checkpoint, models, nn, optim
 from cnnlab.checkpoint import CheckpointError
 
 
-def _trained(arch="simple", dtype=np.float32, steps=2):
-    """A model and an Adam optimizer after a few steps (so every buffer is set)."""
-    model = models.build(arch, 1, 12, 3, rng=0, dtype=dtype)
-    opt = optim.Adam(model.parameters(), lr=1e-2)
-    loss = layers.CrossEntropyLoss()
+def _trained(arch="simple", dtype=np.float32, steps=2, make=optim.Adam, **kwargs):
+    """A model and an optimizer (Adam) after a few steps (so every buffer is set)."""
+    model = models.build(arch, 1, 12, 3, generator=0, dtype=dtype)
+    opt = make(model.parameters(), **(kwargs or {"lr": 1e-2}))
+    loss = nn.CrossEntropyLoss()
     rng = np.random.default_rng(1)
     for _ in range(steps):
         opt.zero_grad()
-        loss(model(rng.random((4, 1, 12, 12)).astype(dtype)), np.array([0, 1, 2, 1]))
-        model.backward(loss.backward())
+        x = cnnlab.from_numpy(rng.random((4, 1, 12, 12)).astype(dtype))
+        loss(model(x), cnnlab.tensor([0, 1, 2, 1])).backward()
         opt.step()
     return model, opt
 
@@ -52,8 +53,8 @@ def test_round_trip(tmp_path):
     assert ck["settings"] == {"lr": 0.01} and ck["history"][0]["train_loss"] == 0.5
     assert not ck["model"].training
     for (n, p), (m, q) in zip(model.named_parameters(), ck["model"].named_parameters()):
-        assert n == m and q.dtype == np.float64
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+        assert n == m and q.dtype == cnnlab.float64
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
     # the optimizer resumes exactly: one more step from both gives the same weights
     twin = ck["model"].train()
     opt2 = optim.Adam(twin.parameters(), lr=1e-2)
@@ -61,26 +62,57 @@ def test_round_trip(tmp_path):
     assert ck["optimizer"]["type"] == "Adam"
     for m in (model, twin):
         for p in m.parameters():
-            p.grad = np.full(p.shape, 0.1)
+            p.grad = cnnlab.full(p.shape, 0.1, dtype=p.dtype)
     opt.step()
     opt2.step()
     for p, q in zip(model.parameters(), twin.parameters()):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
     gen = np.random.default_rng()
     gen.bit_generator.state = ck["rng"]["shuffle"]
     assert gen.random() == np.random.default_rng(5).random()
 
 
 def test_sgd_without_momentum_and_no_optimizer(tmp_path):
-    model = models.build("lab", 3, 16, 2, rng=1)
+    model = models.build("lab", 3, 16, 2, generator=1)
     _save(tmp_path / "a.npz", model, optim.SGD(model.parameters()), arch="lab", image_size=16,
           channels=3, class_names=["x", "y"])
     ck = checkpoint.load(tmp_path / "a.npz")
     assert ck["optimizer"]["type"] == "SGD"
-    assert ck["optimizer"]["state_dict"]["state"][0]["momentum_buffer"] is None
+    assert ck["optimizer"]["state_dict"]["state"] == {}      # no step taken yet
     _save(tmp_path / "b.npz", model, None, arch="lab", image_size=16, channels=3,
           class_names=["x", "y"])
     assert checkpoint.load(tmp_path / "b.npz")["optimizer"] is None
+
+
+@pytest.mark.parametrize("make,kwargs", [(optim.SGD, dict(lr=0.1, momentum=0.9)),
+                                         (optim.RMSprop, dict(centered=True, momentum=0.5)),
+                                         (optim.AdamW, dict(amsgrad=True))])
+def test_any_optimizer_resumes_exactly(tmp_path, make, kwargs):
+    """The checkpoint saves an optimizer's state_dict without knowing its class."""
+    model, opt = _trained("lab", np.float64, 2, make, **kwargs)
+    _save(tmp_path / "o.npz", model, opt, arch="lab")
+    ck = checkpoint.load(tmp_path / "o.npz")
+    assert ck["optimizer"]["type"] == make.__name__
+    twin = ck["model"].train()
+    opt2 = make(twin.parameters(), **kwargs)
+    opt2.load_state_dict(ck["optimizer"]["state_dict"])
+    for m in (model, twin):
+        for p in m.parameters():
+            p.grad = cnnlab.full(p.shape, 0.3, dtype=p.dtype)
+    opt.step()
+    opt2.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+
+
+def test_buffers_are_saved(tmp_path):
+    """A model's buffers (BatchNorm's running statistics) travel in the checkpoint."""
+    model = models.build("simple", 1, 12, 3, generator=0)
+    model.register_buffer("seen", cnnlab.tensor([3.0, 4.0]))
+    path = tmp_path / "b.npz"
+    _save(path, model)
+    with np.load(path, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["model/seen"], [3.0, 4.0])
 
 
 def test_loads_without_pickle(tmp_path, monkeypatch):
@@ -104,7 +136,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monke
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", broken_savez)
-    model.layers[0].weight.data = model.layers[0].weight.data + 1
+    model.conv_layers[0].weight.data = model.conv_layers[0].weight.data + 1
     with pytest.raises(OSError, match="disk full"):
         _save(path, model, opt)
     monkeypatch.undo()
@@ -178,21 +210,27 @@ def _nan(key):
     return change
 
 
+C0, FC = "conv_layers.0", "fc_layers.0"
 BAD = [
-    ("missing weight", _drop("model/0.weight"), "missing key 'model/0.weight'"),
-    ("wrong shape", _set("model/4.bias", np.zeros(4, np.float32)),
-     r"key 'model/4.bias' has shape \(4,\), expected \(3,\)"),
-    ("wrong dtype", lambda a: a.__setitem__("model/0.bias", a["model/0.bias"].astype(np.float64)),
-     "key 'model/0.bias' has dtype float64, expected float32"),
-    ("nan weight", _nan("model/4.weight"), "key 'model/4.weight' holds NaN or Inf"),
-    ("nan adam buffer", _nan("optimizer/0.weight/exp_avg_sq"),
-     "key 'optimizer/0.weight/exp_avg_sq' holds NaN"),
-    ("bad buffer shape", _set("optimizer/0.bias/exp_avg", np.zeros(3, np.float32)),
-     r"key 'optimizer/0.bias/exp_avg' has shape \(3,\), expected \(16,\)"),
+    ("missing weight", _drop(f"model/{C0}.weight"), f"missing key 'model/{C0}.weight'"),
+    ("wrong shape", _set(f"model/{FC}.bias", np.zeros(4, np.float32)),
+     rf"key 'model/{FC}.bias' has shape \(4,\), expected \(3,\)"),
+    ("wrong dtype", lambda a: a.__setitem__(f"model/{C0}.bias",
+                                            a[f"model/{C0}.bias"].astype(np.float64)),
+     f"key 'model/{C0}.bias' has dtype float64, expected float32"),
+    ("nan weight", _nan(f"model/{FC}.weight"), f"key 'model/{FC}.weight' holds NaN or Inf"),
+    ("nan adam buffer", _nan(f"optimizer/{C0}.weight/exp_avg_sq"),
+     f"key 'optimizer/{C0}.weight/exp_avg_sq' holds NaN"),
+    ("bad buffer shape", _set(f"optimizer/{C0}.bias/exp_avg", np.zeros(3, np.float32)),
+     rf"key 'optimizer/{C0}.bias/exp_avg' has shape \(3,\), expected \(16,\)"),
     ("extra key", _set("model/9.weight", np.zeros(2, np.float32)),
      "unexpected key 'model/9.weight'"),
-    ("pickled array", _set("model/0.weight", np.array([{"evil": 1}], dtype=object)),
-     "key 'model/0.weight' cannot be read without pickle"),
+    ("extra optimizer key", _set("optimizer/nothing/exp_avg", np.zeros(2, np.float32)),
+     "unexpected key 'optimizer/nothing/exp_avg'"),
+    ("optimizer step as array", _set(f"optimizer/{C0}.bias/step", np.zeros(16, np.float32)),
+     f"unexpected key 'optimizer/{C0}.bias/step'"),
+    ("pickled array", _set(f"model/{C0}.weight", np.array([{"evil": 1}], dtype=object)),
+     f"key 'model/{C0}.weight' cannot be read without pickle"),
     ("no meta", _drop("meta"), "missing key 'meta'"),
     ("meta not text", _set("meta", np.zeros(3)), "key 'meta' must be a 0-d string"),
     ("meta not json", _set("meta", np.array("{not json")), "key 'meta' is not valid JSON"),
@@ -202,11 +240,22 @@ BAD = [
     ("channels", _meta_edit(channels=2), "meta 'channels' has an invalid value 2"),
     ("no class names", _meta_edit(class_names=KeyError), "meta has no 'class_names'"),
     ("class count", _meta_edit(class_names=["a", "b"]),
-     r"key 'model/4.weight' has shape \(3, 784\), expected \(2, 784\)"),  # 16 * 7 * 7
+     rf"key 'model/{FC}.weight' has shape \(3, 784\), expected \(2, 784\)"),  # 16 * 7 * 7
     ("normalization", _meta_edit(normalization={"divide_by": 1.0}),
      "meta 'normalization' has an invalid value"),
-    ("optimizer steps", _meta_edit(optimizer={"type": "Adam", "hyper": {}, "steps": [1]}),
+    ("optimizer steps", _meta_edit(optimizer={"type": "Adam", "param_groups": [],
+                                              "steps": [1]}),
      "meta optimizer 'steps' must be 4 counts"),
+    ("optimizer groups", _meta_edit(optimizer={"type": "Adam", "steps": [1, 1, 1, 1],
+                                               "param_groups": [{"lr": 0.1, "params": [0, 0]}]}),
+     "groups must hold the parameters 0..3 once each"),
+    ("optimizer lr", _meta_edit(optimizer={"type": "Adam", "steps": [1, 1, 1, 1],
+                                           "param_groups": [{"lr": "x", "params": [0]}]}),
+     "invalid parameter group"),
+    ("optimizer type", _meta_edit(optimizer={"type": "lr_scheduler", "steps": [],
+                                             "param_groups": []}),
+     "meta 'optimizer' has an invalid value"),
+    ("version 1", _meta_edit(version=1), "meta version 1; this cnnlab reads version 2"),
 ]
 
 
@@ -237,8 +286,8 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_mixed_dtypes_refused(tmp_path):
-    model = models.build("simple", 1, 12, 2, rng=0)
-    model.layers[0].to(dtype=np.float64)
+    model = models.build("simple", 1, 12, 2, generator=0)
+    model.conv_layers[0].double()
     with pytest.raises(CheckpointError, match="must all be float32 or all float64"):
         checkpoint.save(tmp_path / "m.npz", model, arch="simple", class_names=["a", "b"],
                         image_size=12, channels=1)

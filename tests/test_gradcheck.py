@@ -159,3 +159,28 @@ def test_gradient_matches_finite_differences(placement, name):
         assert tensors[i].grad.dtype == cnnlab.float64
         np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL,
                                    err_msg=f"{name}: input {i}")
+
+
+def test_conv2d_backward_output_mask_skips_gradients(twin):
+    """functional.conv2d_backward(output_mask=...) returns None for the skipped gradients and
+    the same values for the others (the autograd uses it for a first layer)."""
+    from cnnlab import functional as AF
+    rng = np.random.default_rng(2)
+    x, w = twin.to_twin(rng.standard_normal((2, 4, 6, 5))), \
+        twin.to_twin(rng.standard_normal((6, 2, 3, 3)))
+    g = twin.to_twin(rng.standard_normal((2, 6, 3, 3)))
+    full = twin.to_numpy(AF.conv2d_backward(g, x, w, stride=2, padding=1, groups=2))
+    for mask in [(False, True, False), (True, False, True), (False, False, True)]:
+        got = AF.conv2d_backward(g, x, w, stride=2, padding=1, groups=2, output_mask=mask)
+        for want, a, e in zip(mask, got, full):
+            if want:
+                np.testing.assert_array_equal(twin.to_numpy(a), e)
+            else:
+                assert a is None
+
+
+def test_first_layer_gets_no_input_gradient(placement):
+    conv = cnnlab.nn.Conv2d(2, 3, 3).double().to(placement)
+    x = on(placement, _normal((1, 2, 5, 5), 0))
+    conv(x).sum().backward()
+    assert x.grad is None and conv.weight.grad is not None and conv.bias.grad is not None

@@ -135,3 +135,15 @@ def test_grad_output_shape_checked(twin):
     with pytest.raises(cnnlab.ArgumentError, match="expected grad_output of size"):
         F.linear_backward(twin.to_twin(np.zeros((2, 3))), twin.to_twin(np.zeros((2, 5))),
                           twin.to_twin(np.zeros((4, 5))))
+
+
+def test_compiled_matmul_refuses_blas_overflow():
+    """BLAS takes C int sizes: a product with a side past 2**31 - 1 is refused in Python
+    (a zero-copy broadcast view makes the huge operand without allocating it)."""
+    if "cython" not in cnnlab.backends():
+        pytest.skip("compiled twin not built")
+    from cnnlab import _core
+    a = np.broadcast_to(np.zeros((1, 1), np.float32), (2**31, 1))
+    b = np.zeros((1, 1), np.float32)
+    with pytest.raises(cnnlab.ArgumentError, match="rows M = 2147483648 is too large"):
+        _core.matmul(a, b, False, False)

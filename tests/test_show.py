@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnnlab import checkpoint, data, models, show
-from cnnlab.layers import Conv2d
+from cnnlab.nn import Conv2d
 
 # Every test that draws needs the optional extra "plot"; the no-matplotlib test does not.
 plot = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
@@ -26,7 +26,7 @@ plot = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
 
 
 def _checkpoint(folder, arch="lab", channels=1, seed=0):
-    model = models.build(arch, channels, 28, 2, rng=seed)
+    model = models.build(arch, channels, 28, 2, generator=seed)
     path = os.path.join(folder, f"{arch}-{channels}.npz")
     checkpoint.save(path, model, arch=arch, class_names=["cat", "dog"], image_size=28,
                     channels=channels)
@@ -103,10 +103,12 @@ def test_feature_maps_match_torch(tmp_path):
     maps = show.feature_maps(model, image)
     assert [m.shape for m in maps] == [(16, 14, 14), (32, 7, 7), (64, 3, 3)]
     x = torch.from_numpy(image[None])
-    convs = [layer for layer in model.layers if isinstance(layer, Conv2d)]
+    convs = [layer for layer in model.modules() if isinstance(layer, Conv2d)]
+    assert len(convs) == 3
     for conv, got in zip(convs, maps):
-        x = tf.max_pool2d(tf.relu(tf.conv2d(x, torch.from_numpy(conv.weight.numpy()),
-                                            torch.from_numpy(conv.bias.numpy()), padding=1)), 2)
+        x = tf.max_pool2d(tf.relu(tf.conv2d(x, torch.from_numpy(conv.weight.detach().numpy()),
+                                            torch.from_numpy(conv.bias.detach().numpy()),
+                                            padding=1)), 2)
         np.testing.assert_allclose(got, x[0].numpy(), rtol=1.3e-6, atol=1e-5)
 
 

@@ -13,6 +13,7 @@ import pytest
 import cnnlab
 from cnnlab import functional as F
 from cnnlab import reference as R
+from _child import fork_and_wait
 
 _rng = np.random.default_rng(7)
 X = _rng.permutation(3 * 8 * 12 * 12).reshape(3, 8, 12, 12) / 100.0   # distinct values
@@ -126,18 +127,8 @@ def test_kernel_in_forked_child_after_parent_used_it(backend, restore_threads):
     cnnlab.set_num_threads(2)
     with cnnlab.use_backend(backend):
         F.conv2d(X, W, B, padding=1, groups=2)           # the parent's thread pool is up
-    ctx = mp.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(backend, send), daemon=True)
-    child.start()
-    send.close()
-    answered = receive.poll(FORK_TIMEOUT_S)
-    if not answered:
-        child.kill()
-    child.join(10)
-    assert answered, f"the forked child hung (backend {backend!r})"
-    result = receive.recv()
+    result = fork_and_wait(_child, (backend,), FORK_TIMEOUT_S)
+    assert result != "hung", f"the forked child hung (backend {backend!r})"
     assert not isinstance(result, str), result
-    assert child.exitcode == 0
     assert_same(result[0], expected("conv2d"))
     assert_same(result[1], expected("max_pool2d_backward"))

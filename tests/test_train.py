@@ -38,6 +38,11 @@ def _trajectory(folder):
     return [{k: v for k, v in e.items() if k != "seconds"} for e in _metrics(folder)["epochs"]]
 
 
+def _has_matplotlib() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def test_short_run_beats_chance(tmp_path, capsys):
     """A few epochs of the default network on a subset: well above the 50% of chance."""
     out = tmp_path / "run"
@@ -54,7 +59,8 @@ def test_short_run_beats_chance(tmp_path, capsys):
     assert "confusion matrix" in text and "cat" in text and "dog" in text
     ck = checkpoint.load(out / "checkpoint.npz")
     assert ck["epoch"] == 3 and ck["class_names"] == ["cat", "dog"]
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if _has_matplotlib():  # curves.png needs the [plot] extra; training runs without it
+        assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("placement", [[], ["--backend", "torch", "--device", "cpu"]],
@@ -186,9 +192,12 @@ def test_predict_prints_probabilities_like_torch(trained, tmp_path, capsys):
     # the same network in torch, with the checkpoint's weights, on the PNGs' pixels / 255
     ck = checkpoint.load(trained)
     nn = torch.nn
-    net = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
-                        nn.Linear(16 * 15 * 15, 2))
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in ck["model"].state_dict().items()})
+    net = nn.Module()                 # the "simple" network as the course writes a model
+    net.conv_layers = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2))
+    net.fc_layers = nn.Sequential(nn.Linear(16 * 15 * 15, 2))
+    net.load_state_dict({k: torch.from_numpy(v.numpy())
+                         for k, v in ck["model"].state_dict().items()})
+    net.forward = lambda x: net.fc_layers(net.conv_layers(x).view(x.size(0), -1))
     pixels = np.stack([np.asarray(Image.open(p), np.float32)[None] / 255 for p in paths])
     probs = torch.softmax(net(torch.from_numpy(pixels)), 1).detach().numpy()
     for line, p, path in zip(lines, probs, paths):

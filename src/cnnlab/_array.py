@@ -297,7 +297,11 @@ def place(a, dev, d=None):
     if not dev.torch:
         out = to_numpy(a)
         return out if d is None else out.astype(as_dtype(d).numpy, copy=False)
-    torch = _torch()
+    try:
+        torch = _torch()
+    except ImportError:
+        raise RuntimeError(f"device '{dev}' is the torch twin, and torch is not installed "
+                           "(pip install cnnlab[torch])") from None
     if not is_tensor(a):
         a = np.asarray(a)
         # NumPy calls a size-1 axis with a negative stride contiguous; torch refuses it.

@@ -20,6 +20,17 @@ from typing import NamedTuple, Optional, Tuple
 
 Pair = Tuple[int, int]
 
+#: The largest size, stride, padding, dilation or padded extent of a convolution (torch's
+#: limit for padding). The kernels' 64-bit index arithmetic adds at most two such values.
+INDEX_MAX = 2**62 - 1
+#: BLAS takes its matrix sizes as C ``int``, and torch its pooling hyper-parameters.
+INT_MAX = 2**31 - 1
+#: Strides up to this are kept by ``touching`` even where one window is left.
+MODERATE_STRIDE = 1024
+#: The most bytes an array or buffer may have: NumPy's limit, and a ``size_t`` the kernels
+#: can compute without overflow.
+MAX_BYTES = 2**63 - 1
+
 __all__ = [
     "ArgumentError",
     "ConvSpec",
@@ -126,6 +137,24 @@ def _pair(value, name: str) -> Pair:
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
+def _check_limit(op: str, limit: int, **values) -> None:
+    """Each named value is at most ``limit`` (INDEX_MAX or INT_MAX), else ArgumentError."""
+    for name, value in values.items():
+        for v in (value if isinstance(value, tuple) else (value,)):
+            if v > limit:
+                bound = "2**62 - 1" if limit == INDEX_MAX else "2**31 - 1 (as in torch)"
+                raise ArgumentError(f"{op}: {name.replace('_', ' ')} {v} is too large; at "
+                                    f"most {bound} is supported")
+
+
+def _check_planes(input_shape) -> None:
+    """torch's rule: input planes without rows or columns only in an empty batch."""
+    n, c, h, w = (int(v) for v in input_shape)
+    if n and c and not (h and w):
+        raise ArgumentError("Only zero batch or zero channel inputs are supported, but got "
+                            f"input shape: {_size(input_shape)}")
+
+
 def _conv_out(size: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
     return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
 
@@ -206,9 +235,10 @@ def _conv_hparams(stride, padding, dilation, groups, kernel_size, transposed=Fal
 
 
 def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dilation=1,
-                groups=1, op: str = "conv2d") -> ConvSpec:
+                groups=1, op: str = "conv2d", check_output: bool = True) -> ConvSpec:
     """Check a conv2d call and return its spec. ``input_shape`` is 4-D (N, C_in, H, W),
-    ``weight_shape`` (C_out, C_in/groups, kH, kW); ``bias_shape`` (C_out,) or None."""
+    ``weight_shape`` (C_out, C_in/groups, kH, kW); ``bias_shape`` (C_out,) or None.
+    ``check_output``: the output must be an array NumPy can hold (not for size helpers)."""
     if len(weight_shape) != 4:
         raise ArgumentError(f"{op}: expected a 4-D weight of shape (C_out, C_in/groups, kH, kW), "
                             f"but got weight of size {_size(weight_shape)}")
@@ -246,12 +276,18 @@ def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dila
         raise ArgumentError(f"Calculated padded input size per channel: ({padded[0]} x "
                             f"{padded[1]}). Kernel size: ({eff[0]} x {eff[1]}). Kernel size "
                             f"can't be greater than actual input size")
+    _check_planes(input_shape)
+    _check_limit(op, INDEX_MAX, stride=s, padding=p0 + p1, dilation=d,
+                 padded_input_size=padded, effective_kernel_size=eff)
     out = (_conv_out(h, kh, s[0], p0[0], p1[0], d[0]), _conv_out(w, kw, s[1], p0[1], p1[1], d[1]))
+    if check_output:
+        check_buffer(f"{op}: the output", (n, c_out) + out, 8)
     return ConvSpec(s, p0, d, g, (kh, kw), (h, w), out)
 
 
 def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0,
-                          output_padding=0, groups=1, dilation=1) -> ConvSpec:
+                          output_padding=0, groups=1, dilation=1,
+                          check_output: bool = True) -> ConvSpec:
     """Check a conv_transpose2d call; return the spec of the convolution it is the adjoint of.
 
     ``input_shape`` (N, C_in, H, W), ``weight_shape`` (C_in, C_out/groups, kH, kW). The spec
@@ -295,10 +331,17 @@ def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, paddi
     if min(kh, kw) <= 0:
         raise ArgumentError(f"{op}: kernel size must be positive, got weight of size "
                             f"{_size(weight_shape)}")
-    out = conv_transpose2d_output_shape((h, w), (kh, kw), s, p, op_, d)
+    _check_planes(input_shape)
+    _check_limit(op, INDEX_MAX, stride=s, padding=p, dilation=d, output_padding=op_)
+    out = tuple((i - 1) * s_ - 2 * p_ + d_ * (k - 1) + o + 1
+                for i, k, s_, p_, o, d_ in zip((h, w), (kh, kw), s, p, op_, d))
     if min(out) < 1:
         raise ArgumentError(f"Given input size per channel: ({h} x {w}). Calculated output size "
                             f"per channel: ({out[0]} x {out[1]}). Output size is too small")
+    _check_limit(op, INDEX_MAX, output_size=out,
+                 padded_output_size=tuple(o + 2 * q for o, q in zip(out, p)))
+    if check_output:
+        check_buffer(f"{op}: the output", (n, c_out) + out, 8)
     return ConvSpec(s, p, d, g, (kh, kw), out, (h, w))
 
 
@@ -320,8 +363,9 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
 
 def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
                 ceil_mode=False, count_include_pad=True, divisor_override=None,
-                op: str = "max_pool2d") -> PoolSpec:
-    """Check a pooling call; ``input_shape`` is 4-D (N, C, H, W)."""
+                op: str = "max_pool2d", check_output: bool = True) -> PoolSpec:
+    """Check a pooling call; ``input_shape`` is 4-D (N, C, H, W). ``check_output``: the
+    output must be an array NumPy can hold (not for size helpers)."""
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
         else _pair(stride, "stride")
@@ -337,6 +381,7 @@ def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
                             f"dilationW: {d[1]}")
     if min(p) < 0:
         raise ArgumentError(f"pad must be non-negative, but got pad: {min(p)}")
+    _check_limit(op, INT_MAX, kernel_size=k, stride=s, padding=p, dilation=d)
     for pi, ki, di in zip(p, k, d):
         if pi > (di * (ki - 1) + 1) // 2:
             raise ArgumentError(f"pad should be at most half of effective kernel size, but got "
@@ -346,33 +391,73 @@ def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
             raise TypeError(f"divisor_override must be an int or None, got {divisor_override!r}")
         if divisor_override == 0:
             raise ArgumentError("divisor must be not zero")
+        if abs(divisor_override) > MAX_BYTES:
+            raise ArgumentError(f"{op}: divisor_override {divisor_override} is too large; a "
+                                f"64-bit integer is at most {MAX_BYTES} in magnitude")
     n, c, h, w = (int(v) for v in input_shape)
     out = (_pool_out(h, k[0], s[0], p[0], d[0], bool(ceil_mode)),
            _pool_out(w, k[1], s[1], p[1], d[1], bool(ceil_mode)))
     if min(out) < 1:
         raise ArgumentError(f"Given input size: ({c}x{h}x{w}). Calculated output size: "
                             f"({c}x{out[0]}x{out[1]}). Output size is too small")
-    for axis, first in zip(("row", "column"), _first_taps((h, w), k, s, p, d, out)):
-        bad = [o for o, t in enumerate(first) if t >= (h, w)[axis == "column"]]
-        if bad:  # only possible with dilation: the taps jump over the whole input
-            raise ArgumentError(f"{op}: the pooling window of output {axis} {bad[0]} covers "
+    for axis, args in zip(("row", "column"), zip((h, w), s, p, d, out)):
+        bad = _first_uncovered(*args)
+        if bad is not None:  # only possible with dilation: the taps jump over the input
+            raise ArgumentError(f"{op}: the pooling window of output {axis} {bad} covers "
                                 f"no input element (kernel_size={k}, dilation={d}, "
                                 f"padding={p}); use less padding or dilation")
+    if check_output:
+        check_buffer(f"{op}: the output", (n, c) + out, 8)
     return PoolSpec(k, s, p, d, bool(ceil_mode), (h, w), out, bool(count_include_pad),
                     None if divisor_override is None else int(divisor_override))
 
 
-def _first_taps(in_size, k, s, p, d, out):
-    """Per axis, the input row/column of each window's first in-bounds tap."""
-    return tuple([o * si - pi + -(min(o * si - pi, 0) // di) * di for o in range(oi)]
-                 for si, pi, di, oi in zip(s, p, d, out))
+def _first_uncovered(size: int, s: int, p: int, d: int, out: int) -> Optional[int]:
+    """The first of ``out`` pooling windows (stride s, padding p, dilation d) along an axis
+    of ``size`` whose taps all miss the input, or None. O(log) in the sizes.
+
+    A window starting at ``o*s - p >= 0`` reads its start (inside the input, by the output
+    size rule). One starting in the padding reads first at ``(o*s - p) mod d``: it misses
+    the input when that is ``>= size``. So: the least ``o < min(out, ceil(p/s))`` with
+    ``(s*o - p) mod d`` in ``[size, d - 1]``."""
+    last = min(out, -(-p // s))             # windows [0, last) start in the padding
+    if last <= 0 or d <= size:
+        return None
+    # s*o mod d must lie in [size + p, d - 1 + p] mod d: one interval, or two if it wraps
+    lo, hi = (size + p) % d, (d - 1 + p) % d
+    parts = [(lo, hi)] if lo <= hi else [(lo, d - 1), (0, hi)]
+    hits = [o for o in (_least_multiple_in(s % d, d, a, b) for a, b in parts) if o is not None]
+    first = min(hits, default=None)
+    return first if first is not None and first < last else None
+
+
+def _least_multiple_in(a: int, m: int, lo: int, hi: int) -> Optional[int]:
+    """The least x >= 0 with ``lo <= a*x mod m <= hi`` (0 <= lo <= hi < m), or None.
+
+    Euclid's recursion: if no multiple of ``a`` lies in [lo, hi] without wrapping, a
+    solution wraps y times, a*x = m*y + r, and y is the least with ``m*y mod a`` in an
+    interval of the same kind, modulo a (so the sizes shrink as in gcd)."""
+    if lo == 0:
+        return 0
+    a %= m
+    if a == 0:
+        return None
+    x = -(-lo // a)
+    if a * x <= hi:
+        return x
+    y = _least_multiple_in(m % a, a, (a - hi % a) % a, (a - lo % a) % a)
+    return None if y is None else -(-(lo + m * y) // a)
 
 
 def first_taps(spec: PoolSpec):
-    """([row per output row], [column per output column]) of each window's first tap inside
-    the input: where max pooling's search starts (and the index of an all -inf window)."""
-    return _first_taps(spec.in_size, spec.kernel_size, spec.stride, spec.padding,
-                       spec.dilation, spec.out_size)
+    """(rows (H_out,), columns (W_out,)), int64 arrays: each window's first tap inside the
+    input, where max pooling's search starts (and the index of an all -inf window). A
+    window starting at ``o*stride - padding < 0`` reads first at that start modulo the
+    dilation (the checks made sure it is inside)."""
+    import numpy as np
+    return tuple(np.where(start >= 0, start, start % d) for start, d in
+                 ((np.arange(o, dtype=np.int64) * s - p, d) for o, s, p, d in
+                  zip(spec.out_size, spec.stride, spec.padding, spec.dilation)))
 
 
 # --------------------------------------------------------------------------- linear
@@ -399,6 +484,33 @@ def linear_shapes(input_shape, weight_shape, bias_shape):
     return tuple(int(v) for v in input_shape[:-1])
 
 
+def touching(spec: ConvSpec):
+    """The outputs whose windows overlap the input, and the convolution restricted to them.
+
+    Windows that lie wholly in the padding read only zeros: their outputs are the bias,
+    and they add nothing to the input and weight gradients. Without them, the padding is
+    below stride + kernel, the stride is 1 where one window is left and the dilation 1
+    where the kernel has one tap: small values, for twins that pad explicitly or take
+    32-bit arguments (torch's transposed convolution). A spec whose windows all touch the
+    input (and whose strides are at most MODERATE_STRIDE) comes back unchanged. Returns
+    ((row slice, column slice), spec), or None when no window overlaps the input. The
+    spec's padding may become negative: the first window kept starts inside the input."""
+    keep, stride, pad, out, dil = [], [], [], [], []
+    for o, s, p, d, k, i in zip(spec.out_size, spec.stride, spec.padding, spec.dilation,
+                                spec.kernel_size, spec.in_size):
+        o0 = max(0, (p - d * (k - 1) - 1) // s + 1)         # first window ending after p
+        o1 = min(o, (p + i + s - 1) // s)                   # first starting at p + i or later
+        if o1 <= o0:
+            return None
+        keep.append(slice(o0, o1))
+        stride.append(s if o1 - o0 > 1 or s <= MODERATE_STRIDE else 1)   # one window
+        pad.append(p - o0 * s)                              # < 0: starts inside
+        out.append(o1 - o0)
+        dil.append(d if k > 1 else 1)                       # one tap: no dilation
+    return tuple(keep), spec._replace(stride=tuple(stride), padding=tuple(pad),
+                                      dilation=tuple(dil), out_size=tuple(out))
+
+
 # --------------------------------------------------------------------------- public sizes
 
 
@@ -410,17 +522,19 @@ def conv2d_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1
     """
     i = _pair(input_size, "input_size")
     k = _pair(kernel_size, "kernel_size")
-    spec = conv2d_spec((1, 1) + i, (1, 1) + k, None, stride, padding, dilation, 1)
+    spec = conv2d_spec((0, 1) + i, (1, 1) + k, None, stride, padding, dilation, 1,
+                       check_output=False)
     return spec.out_size
 
 
 def conv_transpose2d_output_shape(input_size, kernel_size, stride=1, padding=0,
                                   output_padding=0, dilation=1):
-    """(H_out, W_out) = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1."""
+    """(H_out, W_out) = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1,
+    with conv_transpose2d's checks (an output smaller than 1 is an error)."""
     i, k = _pair(input_size, "input_size"), _pair(kernel_size, "kernel_size")
-    s, p = _pair(stride, "stride"), _pair(padding, "padding")
-    op_, d = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
-    return tuple((i[j] - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op_[j] + 1 for j in (0, 1))
+    spec = conv_transpose2d_spec((0, 1) + i, (1, 1) + k, None, stride, padding, output_padding,
+                                 1, dilation, check_output=False)
+    return spec.in_size
 
 
 def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilation=1,
@@ -430,8 +544,52 @@ def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilatio
     Example: ``pool2d_output_shape(28, 2) == (14, 14)``.
     """
     i = _pair(input_size, "input_size")
-    return pool2d_spec((1, 1) + i, kernel_size, stride, padding, dilation, ceil_mode).out_size
+    return pool2d_spec((0, 1) + i, kernel_size, stride, padding, dilation, ceil_mode,
+                       check_output=False).out_size
 
 
 def prod(shape) -> int:
     return int(math.prod(int(s) for s in shape))
+
+
+# --------------------------------------------------------------------------- kernel limits
+
+
+def check_buffer(what: str, shape, itemsize: int) -> None:
+    """``shape`` of ``itemsize``-byte elements is addressable (at most MAX_BYTES), else
+    ArgumentError naming ``what`` and its size. Zero-length axes count as 1, as in NumPy."""
+    n = math.prod(max(1, int(s)) for s in shape) * int(itemsize)
+    if n > MAX_BYTES:
+        raise ArgumentError(f"{what} would have size {_size(shape)}: {n} bytes, too large "
+                            "to address (at most 2**63 - 1)")
+
+
+def check_gemm_sizes(spec: ConvSpec, c_in: int, c_out: int) -> None:
+    """The compiled twin's GEMMs fit BLAS's C ``int`` sizes (INT_MAX), else ArgumentError.
+
+    The compiled twin multiplies (C_out/groups x K) by (K x columns), K = C_in/groups*kH*kW,
+    with the plane of the convolution's output (conv2d's output, conv_transpose2d's input)
+    as the leading dimension; tiles keep the columns below that plane's size. It chooses to
+    refuse, rather than split, a GEMM that would not fit: only planes of 2**31 pixels or
+    more, or weights with 2**31 rows or columns per group, get here, and the NumPy and torch
+    twins compute those.
+    """
+    g, (kh, kw), (ho, wo) = spec.groups, spec.kernel_size, spec.out_size
+    for what, value in (("the output channels per group C_out/groups", c_out // g),
+                        ("the column-matrix rows C_in/groups*kH*kW", c_in // g * kh * kw),
+                        ("the plane H_out*W_out of the convolution's output (conv_transpose2d's "
+                         "input)", ho * wo)):
+        if value > INT_MAX:
+            raise ArgumentError(f"{what} = {value} is too large for the compiled twin's BLAS "
+                                f"(C int, at most {INT_MAX}); the 'numpy' and 'torch' backends "
+                                "compute it")
+
+
+def check_matmul_sizes(m: int, n: int, k: int) -> None:
+    """The compiled twin's matmul (M x K) @ (K x N) fits BLAS's C ``int`` sizes, else
+    ArgumentError; the 'numpy' and 'torch' backends compute larger products."""
+    for what, value in (("rows M", m), ("columns N", n), ("inner size K", k)):
+        if value > INT_MAX:
+            raise ArgumentError(f"matmul: the {what} = {value} is too large for the compiled "
+                                f"twin's BLAS (C int, at most {INT_MAX}); the 'numpy' and "
+                                "'torch' backends compute it")

@@ -1,22 +1,34 @@
 # Design note: the compiled twin of the kernel contract (see _fallback.py's docstring).
 #
-# Each ``def`` unpacks a checked spec into a C struct (Conv, Pool), allocates the result
-# with NumPy and hands raw pointers to a ``nogil`` fused-type (float/double) kernel.
-# Convolutions are im2col + BLAS GEMM (scipy.linalg.cython_blas; row-major by swapping A
-# and B, ``_gemm``), cut into work items run by an OpenMP ``prange``, each thread with its
-# own column buffer; BLAS is held to one thread meanwhile (``_OneBlasThread``). forward:
-# items (image, group, tile of output rows), tiles sized by ``_tiles_*``. grad_input:
-# GEMM then col2im per (image, group, block of channels). grad_weight: each thread adds
-# into its own partial weight, the partials summed in thread order (deterministic for a
-# thread count). 1x1 stride-1 unpadded convolutions skip im2col; stride-1 'same'-width
-# ones copy whole shifted planes (``_flat``). Pooling: direct loops over the N*C planes;
-# windows wholly inside a row go tap by tap in vectorisable loops over the columns (2x2
-# stride 2 fused into one loop), border windows one by one. OpenMP: ``#ifdef`` shim below.
+# Each ``def`` unpacks a checked spec into a C struct (Conv, Pool, Wino), allocates the
+# result with NumPy and hands raw pointers to a ``nogil`` fused-type (float/double) kernel.
+# A convolution takes one of three algorithms (``_algorithm`` tells which):
+#   Winograd F(4x4, 3x3)  3x3 stride 1, one group, >= 8 channels each side (section
+#                         "Winograd"): forward, input gradient (the flipped-kernel forward),
+#                         weight gradient (the transposed algorithm); 36 GEMMs per block.
+#   direct                forward of float32 layers with <= 4 input channels, stride 1, on
+#                         AVX2+FMA CPUs (section "direct"); their gradients use im2col.
+#   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
+#                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
+#                         own column buffer. grad_input: GEMM then col2im per (image, group,
+#                         block of channels). 1x1 stride-1 unpadded convolutions skip im2col;
+#                         stride-1 'same'-width ones copy whole shifted planes (``_flat``).
+# GEMMs go through scipy.linalg.cython_blas (row-major by swapping A and B, ``_gemm``), one
+# BLAS call per OpenMP thread, BLAS held to one thread meanwhile (``_OneBlasThread``).
+# Weight gradients add into per-thread partial sums reduced in thread order (deterministic
+# for a thread count). Pooling: direct loops over the N*C planes; windows wholly inside a
+# row go tap by tap in vectorisable loops over the columns (2x2 stride 2 fused into one
+# loop), border windows one by one. OpenMP: ``#ifdef`` shim below; its wait policy is set
+# when this module loads (cnnlab._parallel.load_compiled).
+# Sizes, indices and offsets are Py_ssize_t (planes of 2**31 elements and more); only the
+# BLAS arguments (checked in Python to fit) and max pooling's per-row tap offsets (where a
+# plane's rows allow, ``Pool.rel32``: they vectorise wider) are C ints.
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
+from libc.limits cimport INT_MAX
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -26,7 +38,8 @@ import threading
 
 import numpy as np
 
-from cnnlab._parallel import get_num_threads as _num_threads
+from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes
+from cnnlab._parallel import kernel_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -46,6 +59,37 @@ cdef extern from *:
 def openmp_enabled():
     """True when this extension was compiled with OpenMP (else every loop is serial)."""
     return bool(CNNLAB_OPENMP)
+
+
+# --------------------------------------------------------------------------- cache sizes
+
+def _cache_bytes(level, default):
+    """Size in bytes of this CPU's data (or unified) cache of ``level``: sysconf, then
+    sysfs, else ``default``. Read once, at import; it sizes the kernels' work blocks."""
+    try:
+        n = os.sysconf(f"SC_LEVEL{level}_CACHE_SIZE" if level > 1 else "SC_LEVEL1_DCACHE_SIZE")
+        if n > 0:
+            return n
+    except (ValueError, OSError):
+        pass
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for d in sorted(os.listdir(base)):
+            with open(f"{base}/{d}/level") as f:
+                if int(f.read()) != level:
+                    continue
+            with open(f"{base}/{d}/type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(f"{base}/{d}/size") as f:
+                size = f.read().strip()
+            return int(size.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(size[-1], 0)
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+_L2_BYTES = _cache_bytes(2, 1 << 20)
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -114,7 +158,6 @@ _one_blas_thread = _OneBlasThread()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_one_blas_thread._after_fork_in_child)
 _blas = None
-_small_kernels = None
 
 
 def _blas_libraries():
@@ -126,46 +169,35 @@ def _blas_libraries():
     return _blas
 
 
-cdef bint _blas_small_kernels() noexcept:
-    """True when BLAS is OpenBLAS running its SkylakeX-class kernels, which have the small
-    matrix path (see _tiles_forward)."""
-    global _small_kernels
-    if _small_kernels is None:
-        try:
-            _small_kernels = any(
-                getattr(lib, "internal_api", None) == "openblas"
-                and str(getattr(lib, "architecture", "")).lower() in (
-                    "skylakex", "cooperlake", "sapphirerapids")
-                for lib in _blas_libraries())
-        except Exception:  # pragma: no cover - threadpoolctl is a dependency
-            _small_kernels = False
-    return _small_kernels
-
-
-cdef inline void _gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
-                       const floating* a, int lda, const floating* b, int ldb,
-                       floating beta, floating* c, int ldc) noexcept nogil:
+cdef inline void _gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       floating alpha, const floating* a, Py_ssize_t lda, const floating* b,
+                       Py_ssize_t ldb, floating beta, floating* c,
+                       Py_ssize_t ldc) noexcept nogil:
     """Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C; op(A) is m x k, op(B) k x n.
 
     Column-major BLAS sees a row-major matrix as its transpose, so it computes
     C^T = op(B)^T op(A)^T: the operands are swapped (scikit-learn's _cython_blas trick).
+    BLAS takes C ``int`` sizes: the callers' sizes were checked to fit
+    (``_checks.check_gemm_sizes``).
     """
     cdef char transa = b'T' if ta else b'N'
     cdef char transb = b'T' if tb else b'N'
-    cdef int i, j
+    cdef Py_ssize_t i, j
+    cdef int im = <int> m, jn = <int> n, kk = <int> k
+    cdef int la = <int> lda, lb = <int> ldb, lc = <int> ldc
     if m <= 0 or n <= 0:
         return
     if k <= 0:                       # BLAS refuses lda = 0; the product is empty
         for i in range(m):
             for j in range(n):
-                c[<Py_ssize_t> i * ldc + j] = 0 if beta == 0 else beta * c[<Py_ssize_t> i * ldc + j]
+                c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
         return
     if floating is float:
-        sgemm(&transb, &transa, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda,
-              &beta, c, &ldc)
+        sgemm(&transb, &transa, &jn, &im, &kk, &alpha, <float*> b, &lb, <float*> a, &la,
+              &beta, c, &lc)
     else:
-        dgemm(&transb, &transa, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
-              &beta, c, &ldc)
+        dgemm(&transb, &transa, &jn, &im, &kk, &alpha, <double*> b, &lb, <double*> a, &la,
+              &beta, c, &lc)
 
 
 # --------------------------------------------------------------------------- matmul
@@ -183,6 +215,7 @@ def matmul(a, b, trans_a, trans_b):
     cdef Py_ssize_t m = a.shape[1] if ta else a.shape[0]
     cdef Py_ssize_t k = a.shape[0] if ta else a.shape[1]
     cdef Py_ssize_t n = b.shape[0] if tb else b.shape[1]
+    check_matmul_sizes(m, n, k)
     c = np.empty((m, n), a.dtype)
     cdef int nt = _num_threads() if m * n * k >= _PARALLEL_GEMM else 1
     guard = _unguarded if m * n * k < _TINY_GEMM else _one_blas_thread
@@ -236,15 +269,15 @@ cdef void _matmul_run(bint ta, bint tb, int m, int n, int k, const floating* a,
 # --------------------------------------------------------------------------- convolution
 
 cdef struct Conv:
-    int n, c_in, h, w, c_out, groups, cg, og, kh, kw
-    int sh, sw, ph, pw, dh, dw, ho, wo
-    int k                # rows of the column matrix: cg * kh * kw
-    int rows             # output rows per tile
-    int tiles            # tiles per image
+    Py_ssize_t n, c_in, h, w, c_out, groups, cg, og, kh, kw
+    Py_ssize_t sh, sw, ph, pw, dh, dw, ho, wo
+    Py_ssize_t k         # rows of the column matrix: cg * kh * kw
+    Py_ssize_t rows      # output rows per tile
+    Py_ssize_t tiles     # tiles per image
     bint direct          # 1x1, stride 1, no padding: the input is its own column matrix
 
 
-cdef Conv _conv_geometry(tuple shape, int c_out, spec):
+cdef Conv _conv_geometry(tuple shape, Py_ssize_t c_out, spec):
     cdef Conv p
     p.n, p.c_in, p.h, p.w = shape
     p.c_out = c_out
@@ -258,17 +291,11 @@ cdef Conv _conv_geometry(tuple shape, int c_out, spec):
     p.og = p.c_out // p.groups
     p.k = p.cg * p.kh * p.kw
     p.direct = (p.kh == 1 and p.kw == 1 and p.sh == 1 and p.sw == 1 and p.ph == 0
-                and p.pw == 0 and p.ho == p.h and p.wo == p.w)
+                and p.pw == 0 and p.ho == p.h and p.wo == p.w
+                and p.h * p.w <= INT_MAX)     # the plane is a GEMM's leading dimension
     p.rows = p.ho
     p.tiles = 1
     return p
-
-
-# Tiles of output rows, one policy per kernel, measured on the lab layers (float32,
-# OpenBLAS's SkylakeX kernels): about 256 output pixels per tile, except where that would
-# miss OpenBLAS's "small matrix" kernels. Those multiply m*n*k <= 1e6 without packing the
-# operands (not for a transposed A) and win the forward GEMM, best at m a multiple of 32.
-cdef Py_ssize_t _SMALL_GEMM = 1000000
 
 
 # GEMMs below this many multiply-adds run on one thread in any BLAS we know (OpenBLAS
@@ -287,50 +314,54 @@ cdef object _blas_guard(const Conv* p):
 
 cdef void _set_tiles(Conv* p, Py_ssize_t rows) noexcept:
     """Balanced tiles of at most ``rows`` output rows."""
+    if p.ho <= 0:                   # no output rows: no tiles (and no division by 0)
+        p.rows = 1
+        p.tiles = 0
+        return
     rows = max(1, min(rows, p.ho))
-    p.tiles = <int> ((p.ho + rows - 1) // rows)
+    p.tiles = (p.ho + rows - 1) // rows
     p.rows = (p.ho + p.tiles - 1) // p.tiles
     p.tiles = (p.ho + p.rows - 1) // p.rows
+
+
+cdef _check_columns(const Conv* p, Py_ssize_t itemsize):
+    """Each thread's column buffer (K x one tile) fits a size_t of bytes."""
+    if not p.direct:
+        check_buffer("the im2col buffer (C_in/groups*kH*kW x one tile of output rows)",
+                     (p.k, p.rows * p.wo), itemsize)
 
 
 cdef inline Py_ssize_t _rows_for(const Conv* p, Py_ssize_t columns) noexcept:
     return (columns + p.wo - 1) // max(1, p.wo)
 
 
-cdef void _tiles_forward(Conv* p) noexcept:
-    cdef Py_ssize_t rows = _rows_for(p, 256), small, r
-    if not _blas_small_kernels():
-        rows = max(rows, 65536 // max(1, <Py_ssize_t> p.k * p.wo))   # 256 KB of float32
-    else:
-        small = _SMALL_GEMM // max(1, <Py_ssize_t> p.og * p.k * p.wo)
-        if 0 < small < rows:
-            rows = small                    # the most rows that stay small, and of those
-            for r in range(small, 0, -1):   # the most whose columns are a multiple of 32
-                if (r * p.wo) % 32 == 0:
-                    rows = r
-                    break
-    _set_tiles(p, rows)
+# Tiles of output rows: each thread's column buffer (K rows x one tile) takes at most
+# _TILE_BYTES, half of L2 (read at import), and a tile has at least 256 output pixels; the
+# weight gradient's GEMMs reduce over the tile, so their tiles may take all of L2 but no
+# more than 1024 pixels.
+cdef Py_ssize_t _TILE_BYTES = _L2_BYTES // 2
 
 
-cdef void _tiles_grad_input(Conv* p) noexcept:
-    cdef Py_ssize_t rows = _rows_for(p, 256), small = 0
-    if _blas_small_kernels():
-        small = _SMALL_GEMM // max(1, <Py_ssize_t> p.og * p.k * p.wo)
-    if 4 <= small < rows:
-        rows = small
-    _set_tiles(p, rows)
+cdef void _tiles_forward(Conv* p, Py_ssize_t itemsize) noexcept:
+    _set_tiles(p, max(_rows_for(p, 256),
+                      _TILE_BYTES // max(1, p.k * p.wo * itemsize)))
 
 
-cdef void _tiles_grad_weight(Conv* p) noexcept:
-    # Long GEMMs along the reduced dimension: up to 1024 columns and 1 MB of float32.
-    cdef Py_ssize_t per_row = max(1, <Py_ssize_t> p.k * p.wo)
-    _set_tiles(p, min(262144 // per_row, _rows_for(p, 1024)))
+cdef void _tiles_grad_input(Conv* p, Py_ssize_t itemsize) noexcept:
+    _set_tiles(p, max(_rows_for(p, 256),
+                      _TILE_BYTES // max(1, p.k * p.wo * itemsize)))
 
 
-cdef inline void _col_span(const Conv* p, int j, int* lo, int* hi) noexcept nogil:
+cdef void _tiles_grad_weight(Conv* p, Py_ssize_t itemsize) noexcept:
+    _set_tiles(p, max(1, min(2 * _TILE_BYTES // max(1, p.k * p.wo * itemsize),
+                             _rows_for(p, 1024))))
+
+
+cdef inline void _col_span(const Conv* p, Py_ssize_t j, Py_ssize_t* lo,
+                           Py_ssize_t* hi) noexcept nogil:
     """Output columns [lo, hi) whose tap j reads inside the input row."""
-    cdef int iw0 = j * p.dw - p.pw
-    cdef int a = 0, b
+    cdef Py_ssize_t iw0 = j * p.dw - p.pw
+    cdef Py_ssize_t a = 0, b
     if iw0 < 0:
         a = (-iw0 + p.sw - 1) // p.sw
     b = 0 if p.w - 1 - iw0 < 0 else (p.w - 1 - iw0) // p.sw + 1
@@ -353,26 +384,27 @@ cdef inline void _zero(floating* d, Py_ssize_t n) noexcept nogil:
         memset(d, 0, n * sizeof(floating))
 
 
-cdef inline void _zero_edges(floating* d, int rows, int width, int lo, int hi) noexcept nogil:
+cdef inline void _zero_edges(floating* d, Py_ssize_t rows, Py_ssize_t width, Py_ssize_t lo,
+                             Py_ssize_t hi) noexcept nogil:
     """Zero columns [0, lo) and [hi, width) of ``rows`` rows of ``width`` (column by column:
     a few stores each, where a memset call per row would cost more than the stores)."""
-    cdef int r, q
+    cdef Py_ssize_t r, q
     for q in range(lo):
         for r in range(rows):
-            d[<Py_ssize_t> r * width + q] = 0
+            d[r * width + q] = 0
     for q in range(hi, width):
         for r in range(rows):
-            d[<Py_ssize_t> r * width + q] = 0
+            d[r * width + q] = 0
 
 
-cdef void _im2col(const Conv* p, const floating* x, int r0, int r1,
+cdef void _im2col(const Conv* p, const floating* x, Py_ssize_t r0, Py_ssize_t r1,
                   floating* col) noexcept nogil:
     """Columns of output rows [r0, r1) from one group's input x (cg, h, w):
     col[(c*kh + i)*kw + j, (oh - r0)*wo + ow] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
     (zero outside the input)."""
     cdef Py_ssize_t t = <Py_ssize_t> (r1 - r0) * p.wo, hw = <Py_ssize_t> p.h * p.w
     cdef Py_ssize_t off, q0, q1, s0, s1, base
-    cdef int c, i, j, oh, ih, ow, lo, hi, iw0, a, b
+    cdef Py_ssize_t c, i, j, oh, ih, ow, lo, hi, iw0, a, b
     cdef floating* d
     cdef const floating* s
     for c in range(p.cg):
@@ -421,14 +453,14 @@ cdef void _im2col(const Conv* p, const floating* x, int r0, int r1,
                     d += p.wo
 
 
-cdef void _col2im(const Conv* p, floating* col, int r0, int r1, int nc,
+cdef void _col2im(const Conv* p, floating* col, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t nc,
                   floating* x) noexcept nogil:
     """The adjoint of _im2col: add the columns of output rows [r0, r1) into x (nc, h, w)
     (``nc`` channels: all of a group's or a block of them). ``col`` is scratch: the flat
     path zeroes its entries that fall outside the input."""
     cdef Py_ssize_t t = <Py_ssize_t> (r1 - r0) * p.wo, hw = <Py_ssize_t> p.h * p.w
     cdef Py_ssize_t off, s0, s1, base, q
-    cdef int c, i, j, oh, ih, ow, lo, hi, iw0, a, b
+    cdef Py_ssize_t c, i, j, oh, ih, ow, lo, hi, iw0, a, b
     cdef floating* s
     cdef floating* d
     for c in range(nc):
@@ -464,15 +496,15 @@ cdef void _col2im(const Conv* p, floating* col, int r0, int r1, int nc,
 
 
 cdef struct Tile:
-    int n, g, r0, nr     # image, group, first output row, output rows
+    Py_ssize_t n, g, r0, nr     # image, group, first output row, output rows
 
 
 cdef inline Tile _tile(const Conv* p, Py_ssize_t item) noexcept nogil:
     """Work item -> its tile of the (image, group, tile of output rows) grid."""
     cdef Tile t
-    t.n = <int> (item // (p.groups * p.tiles))
-    t.g = <int> ((item // p.tiles) % p.groups)
-    t.r0 = <int> (item % p.tiles) * p.rows
+    t.n = item // (p.groups * p.tiles)
+    t.g = (item // p.tiles) % p.groups
+    t.r0 = (item % p.tiles) * p.rows
     t.nr = min(p.rows, p.ho - t.r0)
     return t
 
@@ -481,14 +513,14 @@ cdef inline const floating* _columns(const Conv* p, const floating* x, Tile t,
                                      floating* col) noexcept nogil:
     """Tile t's column matrix (k rows, leading dimension ``_ld``): x itself for a direct
     convolution, else its im2col copy in ``col``."""
-    cdef const floating* src = x + (<Py_ssize_t> t.n * p.c_in + t.g * p.cg) * p.h * p.w
+    cdef const floating* src = x + (t.n * p.c_in + t.g * p.cg) * p.h * p.w
     if p.direct:
         return src + t.r0 * p.wo
     _im2col(p, src, t.r0, t.r0 + t.nr, col)
     return col
 
 
-cdef inline int _ld(const Conv* p, Tile t) noexcept nogil:
+cdef inline Py_ssize_t _ld(const Conv* p, Tile t) noexcept nogil:
     return p.h * p.w if p.direct else t.nr * p.wo
 
 
@@ -500,7 +532,7 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int o, ldb
+    cdef Py_ssize_t o, ldb
     cdef Tile tl
     cdef floating* col
     cdef const floating* bmat
@@ -513,7 +545,7 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
     with nogil, parallel(num_threads=nt):
         col = NULL
         if not p.direct:
-            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
         for item in prange(items, schedule='static'):
@@ -522,14 +554,13 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
             tl = _tile(&p, item)         # assigned here, so thread-private
             bmat = _columns(&p, x, tl, col)
             ldb = _ld(&p, tl)
-            yt = y + (<Py_ssize_t> tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo
+            yt = y + (tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo
             for o in range(p.og):
                 bias = b[tl.g * p.og + o]
                 for q in range(tl.nr * p.wo):
                     yt[o * hwo + q] = bias
             _gemm(False, False, p.og, tl.nr * p.wo, p.k, <floating> 1,
-                  wt + <Py_ssize_t> tl.g * p.og * p.k, p.k, bmat, ldb, <floating> 1,
-                  yt, <int> hwo)
+                  wt + tl.g * p.og * p.k, p.k, bmat, ldb, <floating> 1, yt, hwo)
         free(col)
     if failed:
         raise MemoryError("conv2d: cannot allocate the im2col buffer")
@@ -543,17 +574,17 @@ cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
     Items are (image, group, block of input channels): col2im writes a channel from its
     own rows of col only, so blocks are independent. There is more than one block only
     when images x groups are fewer than the threads (batch 1)."""
-    cdef int blocks = 1
+    cdef Py_ssize_t blocks = 1
     if 0 < p.n * p.groups < n_threads and not p.direct:
         blocks = min(p.cg, (n_threads + p.n * p.groups - 1) // (p.n * p.groups))
-    cdef int per_block = (p.cg + blocks - 1) // max(blocks, 1)
+    cdef Py_ssize_t per_block = (p.cg + blocks - 1) // max(blocks, 1)
     cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * blocks, item
     cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
-    cdef int khw = p.kh * p.kw
+    cdef Py_ssize_t khw = p.kh * p.kw
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int n, g, t, r0, nr, c0, nc
+    cdef Py_ssize_t n, g, t, r0, nr, c0, nc
     cdef floating* col
     cdef floating* gxt
     cdef const floating* gyt
@@ -564,33 +595,32 @@ cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
     with nogil, parallel(num_threads=nt):
         col = NULL
         if not p.direct:
-            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
         for item in prange(items, schedule='static'):
             if col == NULL and not p.direct:
                 continue
-            n = <int> (item // (p.groups * blocks))
-            g = <int> ((item // blocks) % p.groups)
-            c0 = <int> (item % blocks) * per_block
+            n = item // (p.groups * blocks)
+            g = (item // blocks) % p.groups
+            c0 = (item % blocks) * per_block
             nc = min(per_block, p.cg - c0)
             if nc <= 0:
                 continue
-            gyt = gy + (<Py_ssize_t> n * p.c_out + g * p.og) * hwo
-            wg = wt + <Py_ssize_t> g * p.og * p.k
+            gyt = gy + (n * p.c_out + g * p.og) * hwo
+            wg = wt + g * p.og * p.k
             if p.direct:
-                _gemm(True, False, p.cg, <int> hw, p.og, <floating> 1, wg, p.k, gyt,
-                      <int> hwo, <floating> 0, gx + (<Py_ssize_t> n * p.c_in + g * p.cg) * hw,
-                      <int> hw)
+                _gemm(True, False, p.cg, hw, p.og, <floating> 1, wg, p.k, gyt,
+                      hwo, <floating> 0, gx + (n * p.c_in + g * p.cg) * hw, hw)
                 continue
-            gxt = gx + (<Py_ssize_t> n * p.c_in + g * p.cg + c0) * hw
+            gxt = gx + (n * p.c_in + g * p.cg + c0) * hw
             memset(gxt, 0, nc * hw * sizeof(floating))
             for t in range(p.tiles):
                 r0 = t * p.rows
                 nr = min(p.rows, p.ho - r0)
                 # rows [c0*khw, (c0+nc)*khw) of col = those columns of W_g, transposed
                 _gemm(True, False, nc * khw, nr * p.wo, p.og, <floating> 1,
-                      wg + c0 * khw, p.k, gyt + r0 * p.wo, <int> hwo,
+                      wg + c0 * khw, p.k, gyt + r0 * p.wo, hwo,
                       <floating> 0, col, nr * p.wo)
                 _col2im(&p, col, r0, r0 + nr, nc, gxt)
         free(col)
@@ -610,7 +640,7 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int nt = <int> min(n_threads, items)
-    cdef int g, ldb, t, o
+    cdef Py_ssize_t g, ldb, t, o
     cdef Tile tl
     cdef floating* col
     cdef floating* mine
@@ -625,7 +655,7 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
         col = NULL
         mine = part + threadid() * size
         if not p.direct:
-            col = <floating*> malloc(<Py_ssize_t> p.k * p.rows * p.wo * sizeof(floating))
+            col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
         for item in prange(items, schedule='static'):
@@ -635,8 +665,8 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
             bmat = _columns(&p, x, tl, col)
             ldb = _ld(&p, tl)
             _gemm(False, True, p.k, p.og, tl.nr * p.wo, <floating> 1, bmat, ldb,
-                  gy + (<Py_ssize_t> tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo,
-                  <int> hwo, <floating> 1, mine + <Py_ssize_t> tl.g * p.og * p.k, p.og)
+                  gy + (tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo,
+                  hwo, <floating> 1, mine + tl.g * p.og * p.k, p.og)
         free(col)
     if failed:
         raise MemoryError("conv2d_grad_weight: cannot allocate the im2col buffer")
@@ -645,9 +675,606 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
             for g in range(p.groups):
                 for q in range(p.k):
                     for o in range(p.og):
-                        gw[(<Py_ssize_t> g * p.og + o) * p.k + q] += \
-                            part[t * size + (<Py_ssize_t> g * p.k + q) * p.og + o]
+                        gw[(g * p.og + o) * p.k + q] += \
+                            part[t * size + (g * p.k + q) * p.og + o]
     return 0
+
+
+# --------------------------------------------------------------------------- Winograd
+
+# F(4x4, 3x3) (Lavin & Gray, 2016) for 3x3 stride-1 convolutions, interpolation points 0, 1,
+# -1, 1/2, -2 and infinity (half the float32 rounding error of 0, +-1, +-2). An output tile
+# of 4x4 is Y = A^T [U . V] A, with V = B^T d B the transform of its 6x6 input patch d (per
+# input channel) and U = G g G^T that of a 3x3 filter g (per output/input channel pair).
+# Summed over input channels, the 36 element-wise products are 36 GEMMs over a block of T
+# tiles, M[xi] (K x T) = U[xi] (K x C) @ V[xi] (C x T): 36 K C multiply-adds per tile where a
+# direct method does 144 K C. A work item is a block of tiles: its thread transforms the
+# input into V (36, C, T), runs the 36 GEMMs into M (36, K, T) and transforms M into the
+# output, adding the bias. The input gradient of a stride-1 3x3 convolution is the forward
+# convolution of grad_output with the flipped, transposed kernel (padding 2 - p): the same
+# code. The weight gradient is the transposed algorithm, gw = G^T [sum over tiles of
+# (A gy A^T) . (B^T d B)] G: per block 36 GEMMs (K x T) @ (T x C) added into the thread's
+# own partial sums, which are reduced in thread order. Transforms run on _LANES tiles (or
+# filters) at once, in loops over the lanes that the compiler vectorises.
+
+cdef enum:
+    _LANES = 16
+
+# A block holds 64 to 256 tiles: as many as keep its V and M buffers within half of L2,
+# but at least 64 (smaller blocks lose more to BLAS's packing than they gain in cache; one
+# thread, measured on the lab and ResNet-like layers). Layers with fewer than 8 channels on
+# either side stay on im2col or the direct kernel (their GEMMs would be too thin; products
+# fused into the output transform instead were measured slower than both).
+cdef Py_ssize_t _wino_block_bytes = _L2_BYTES // 2
+cdef Py_ssize_t _WINO_MAX_BLOCK = 256
+cdef Py_ssize_t _WINO_MIN_BLOCK = 64
+cdef Py_ssize_t _WINO_MIN_CHANNELS = 8
+
+
+cdef struct Wino:
+    Py_ssize_t n, c, k       # images, input channels, output channels
+    Py_ssize_t h, w          # input plane
+    Py_ssize_t ho, wo        # output plane
+    Py_ssize_t ph, pw        # zero rows/columns before the input (may be negative)
+    Py_ssize_t tw, plane     # tiles per row of tiles, tiles per image
+    Py_ssize_t tiles         # n * plane
+    Py_ssize_t block         # tiles per work item, a multiple of _LANES
+    Py_ssize_t items         # work items
+
+
+cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t ph, Py_ssize_t pw,
+                         int n_threads, Py_ssize_t itemsize):
+    """Tiles of 4x4 outputs, in blocks whose V and M buffers fit half of L2 (at least
+    _LANES tiles), and at least two blocks per thread when the batch allows."""
+    cdef Wino p
+    cdef Py_ssize_t fit, even
+    p.n, p.c, p.k, p.h, p.w, p.ho, p.wo, p.ph, p.pw = n, c, k, h, w, ho, wo, ph, pw
+    p.tw = (wo + 3) // 4
+    p.plane = ((ho + 3) // 4) * p.tw
+    p.tiles = n * p.plane
+    fit = _wino_block_bytes // max(1, 36 * (c + k) * itemsize)
+    even = (p.tiles + 2 * n_threads - 1) // (2 * n_threads)
+    p.block = max(1, min(max(fit, _WINO_MIN_BLOCK), even, _WINO_MAX_BLOCK))
+    p.block = ((p.block + _LANES - 1) // _LANES) * _LANES
+    p.items = (p.tiles + p.block - 1) // p.block
+    return p
+
+
+cdef inline bint _winograd(const Conv* p) noexcept:
+    """A convolution the Winograd kernels take: 3x3, stride 1, no dilation, one group, and
+    enough channels on both sides for the GEMMs to pay for the transforms."""
+    return (p.kh == 3 and p.kw == 3 and p.sh == 1 and p.sw == 1 and p.dh == 1
+            and p.dw == 1 and p.groups == 1 and p.c_in >= _WINO_MIN_CHANNELS
+            and p.c_out >= _WINO_MIN_CHANNELS and min(p.h, p.w, p.ho, p.wo) >= 4)
+
+
+# The 1-D transforms, on _LANES lanes (tiles or filters side by side) at once: input i of
+# lane q is s[i*ss + q], output i goes to o[i*os + q]. Callers pass local arrays, so the
+# compiler knows they do not overlap and vectorises the fixed-length loops over the lanes.
+
+cdef inline void _bt6(const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    """B^T d: 6 -> 6."""
+    cdef floating h = 0.5, one5 = 1.5, two = 2, two5 = 2.5
+    cdef floating d0, d1, d2, d3, d4, d5
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        d0 = s[q]
+        d1 = s[ss + q]
+        d2 = s[2 * ss + q]
+        d3 = s[3 * ss + q]
+        d4 = s[4 * ss + q]
+        d5 = s[5 * ss + q]
+        o[q] = d0 - one5 * d1 - two * d2 + one5 * d3 + d4
+        o[os + q] = d4 - d1 + h * d2 + two5 * d3
+        o[2 * os + q] = d4 + d1 - two5 * d2 + h * d3
+        o[3 * os + q] = d4 - d2 + two * (d3 - d1)
+        o[4 * os + q] = d4 - d2 + h * (d1 - d3)
+        o[5 * os + q] = d1 - one5 * d2 - two * d3 + one5 * d4 + d5
+
+
+cdef inline void _at6(const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    """A^T m: 6 -> 4."""
+    cdef floating h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8
+    cdef floating m0, m3, m4, m5, a, b
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        m0 = s[q]
+        a = s[ss + q] + s[2 * ss + q]
+        b = s[ss + q] - s[2 * ss + q]
+        m3 = s[3 * ss + q]
+        m4 = s[4 * ss + q]
+        m5 = s[5 * ss + q]
+        o[q] = m0 + a + m3 + m4
+        o[os + q] = b + h * m3 - two * m4
+        o[2 * os + q] = a + q4 * m3 + four * m4
+        o[3 * os + q] = b + e8 * m3 - eight * m4 + m5
+
+
+cdef inline void _a4(const floating* s, Py_ssize_t ss, floating* o,
+                     Py_ssize_t os) noexcept nogil:
+    """A g: 4 -> 6 (grad_output tiles of the weight gradient)."""
+    cdef floating h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8
+    cdef floating g0, g1, g2, g3
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        g0 = s[q]
+        g1 = s[ss + q]
+        g2 = s[2 * ss + q]
+        g3 = s[3 * ss + q]
+        o[q] = g0
+        o[os + q] = (g0 + g2) + (g1 + g3)
+        o[2 * os + q] = (g0 + g2) - (g1 + g3)
+        o[3 * os + q] = g0 + h * g1 + q4 * g2 + e8 * g3
+        o[4 * os + q] = g0 - two * g1 + four * g2 - eight * g3
+        o[5 * os + q] = g3
+
+
+cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
+                     Py_ssize_t os) noexcept nogil:
+    """G g: 3 -> 6 (filters)."""
+    cdef floating third = 1.0 / 3.0, c16 = 16.0 / 15.0, c8 = 8.0 / 15.0, c4 = 4.0 / 15.0
+    cdef floating c2 = 2.0 / 15.0, c1 = 1.0 / 15.0
+    cdef floating g0, g1, g2
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        g0 = s[q]
+        g1 = s[ss + q]
+        g2 = s[2 * ss + q]
+        o[q] = g0
+        o[os + q] = third * (g0 + g1 + g2)
+        o[2 * os + q] = third * (g1 - g0 - g2)
+        o[3 * os + q] = -(c16 * g0 + c8 * g1 + c4 * g2)
+        o[4 * os + q] = c1 * g0 - c2 * g1 + c4 * g2
+        o[5 * os + q] = g2
+
+
+cdef inline void _gt6(const floating* s, Py_ssize_t ss, floating* o,
+                      Py_ssize_t os) noexcept nogil:
+    """G^T m: 6 -> 3 (the weight gradient's last step)."""
+    cdef floating third = 1.0 / 3.0, c16 = 16.0 / 15.0, c8 = 8.0 / 15.0, c4 = 4.0 / 15.0
+    cdef floating c2 = 2.0 / 15.0, c1 = 1.0 / 15.0
+    cdef floating m1, m2, m3, m4
+    cdef Py_ssize_t q
+    for q in range(_LANES):
+        m1 = s[ss + q]
+        m2 = s[2 * ss + q]
+        m3 = s[3 * ss + q]
+        m4 = s[4 * ss + q]
+        o[q] = s[q] + third * (m1 - m2) - c16 * m3 + c1 * m4
+        o[os + q] = third * (m1 + m2) - c8 * m3 - c2 * m4
+        o[2 * os + q] = third * (m1 - m2) - c4 * m3 + c4 * m4 + s[5 * ss + q]
+
+
+cdef inline void _rows_in(const floating* src, Py_ssize_t stride, Py_ssize_t rows,
+                          Py_ssize_t n, floating* d) noexcept nogil:
+    """d[r*_LANES + q] = src[r*stride + q] for r < rows, q < n (lanes >= n untouched)."""
+    cdef Py_ssize_t r, q
+    for r in range(rows):
+        for q in range(n):
+            d[r * _LANES + q] = src[r * stride + q]
+
+
+cdef inline void _rows_out(const floating* d, Py_ssize_t rows, Py_ssize_t n, floating* dst,
+                           Py_ssize_t stride) noexcept nogil:
+    """dst[r*stride + q] = d[r*_LANES + q] for r < rows, q < n."""
+    cdef Py_ssize_t r, q
+    for r in range(rows):
+        for q in range(n):
+            dst[r * stride + q] = d[r * _LANES + q]
+
+
+cdef struct Lanes:
+    Py_ssize_t n                 # lanes in use
+    Py_ssize_t row[_LANES]       # first output row of each tile
+    Py_ssize_t col[_LANES]       # first output column of each tile
+    Py_ssize_t at[_LANES]        # index of the tile's first patch element, in its image's
+                                 # first plane (negative or past the plane at borders)
+    int r0[_LANES]               # patch rows [r0, r1) and columns [c0, c1) that lie
+    int r1[_LANES]               # inside the plane
+    int c0[_LANES]
+    int c1[_LANES]
+    Py_ssize_t img[_LANES]       # image of each tile
+
+
+cdef inline void _lanes(const Wino* p, Py_ssize_t t0, Py_ssize_t n, Py_ssize_t top,
+                        Py_ssize_t left, Py_ssize_t h, Py_ssize_t w, Py_ssize_t size,
+                        Py_ssize_t channels, Lanes* ln) noexcept nogil:
+    """Tiles t0 .. t0+n-1 and their patches: ``size`` x ``size`` elements of planes h x w
+    (``channels`` per image), starting at row ``row - top``, column ``col - left``."""
+    cdef Py_ssize_t q, t, r, c
+    ln.n = n
+    for q in range(n):
+        t = t0 + q
+        ln.img[q] = t // p.plane
+        ln.row[q] = ((t % p.plane) // p.tw) * 4
+        ln.col[q] = (t % p.tw) * 4
+        r = ln.row[q] - top
+        c = ln.col[q] - left
+        ln.at[q] = ln.img[q] * channels * h * w + r * w + c
+        ln.r0[q] = <int> min(max(-r, 0), size)
+        ln.r1[q] = <int> max(min(h - r, size), ln.r0[q])
+        ln.c0[q] = <int> min(max(-c, 0), size)
+        ln.c1[q] = <int> max(min(w - c, size), ln.c0[q])
+
+
+cdef inline void _gather(const Lanes* ln, const floating* plane, Py_ssize_t w, int size,
+                         floating* d) noexcept nogil:
+    """d[(i*size + j)*_LANES + q] = plane[at_q + i*w + j] for the patch elements inside the
+    plane; d's other elements are left as they are (zero: set once per chunk of lanes)."""
+    cdef Py_ssize_t q, i, j
+    cdef const floating* src
+    for q in range(ln.n):
+        src = plane + ln.at[q]
+        if ln.r0[q] == 0 and ln.c0[q] == 0 and ln.r1[q] == size and ln.c1[q] == size:
+            for i in range(size):
+                for j in range(size):
+                    d[(i * size + j) * _LANES + q] = src[i * w + j]
+        else:
+            for i in range(ln.r0[q], ln.r1[q]):
+                for j in range(ln.c0[q], ln.c1[q]):
+                    d[(i * size + j) * _LANES + q] = src[i * w + j]
+
+
+cdef void _wino_patches(const Wino* p, const floating* src, bint gy, Py_ssize_t t0,
+                        Py_ssize_t nt, floating* v, Py_ssize_t ldv) noexcept nogil:
+    """Transformed patches of the tiles t0 + q (q < nt), v[(xi*C + c)*ldv + q]: of the input
+    (x (n, c, h, w); the 6x6 patch d of a tile's outputs, (B^T d B)[xi]) or, when ``gy``,
+    of grad_output (n, k, ho, wo; the tile's 4x4 outputs g, (A g A^T)[xi]). What lies
+    outside the plane is zero."""
+    cdef floating d[36 * _LANES]
+    cdef floating e[36 * _LANES]
+    cdef floating f[36 * _LANES]
+    cdef Lanes ln
+    cdef Py_ssize_t q0_, q0, c, i
+    cdef Py_ssize_t channels = p.k if gy else p.c
+    cdef Py_ssize_t h = p.ho if gy else p.h, w = p.wo if gy else p.w
+    cdef int size = 4 if gy else 6
+    for q0_ in range((nt + _LANES - 1) // _LANES):
+        q0 = q0_ * _LANES
+        _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0 if gy else p.ph,
+               0 if gy else p.pw, h, w, size, channels, &ln)
+        memset(d, 0, sizeof(d))          # what lies outside the plane, for every channel
+        for c in range(channels):
+            _gather(&ln, src + c * h * w, w, size, d)
+            for i in range(size):         # along each row i: d[i, j] -> e[i, xj]
+                if gy:
+                    _a4(d + i * 4 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
+                else:
+                    _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
+            for i in range(6):            # along each column xj: e[., xj] -> f[xi, xj]
+                if gy:
+                    _a4(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
+                else:
+                    _bt6(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
+            _rows_out(f, 36, ln.n, v + c * ldv + q0, channels * ldv)
+
+
+cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
+                       Py_ssize_t nt, const floating* bias, floating* y) noexcept nogil:
+    """y[img, k, row + i, col + j] = (A^T M A)[i, j] + bias[k] for the tiles t0 + q
+    (q < nt), M[xi] = m[(xi*K + k)*ldm + q]; clipped to the output plane."""
+    cdef floating d[36 * _LANES]
+    cdef floating e[24 * _LANES]
+    cdef floating o[16 * _LANES]
+    cdef Lanes ln
+    cdef Py_ssize_t q0_, q0, q, k, i, j, howo = p.ho * p.wo
+    cdef floating b
+    cdef floating* dst
+    memset(d, 0, sizeof(d))              # lanes past the last tile stay zero
+    for q0_ in range((nt + _LANES - 1) // _LANES):
+        q0 = q0_ * _LANES
+        _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0, 0, p.ho, p.wo, 4, p.k, &ln)
+        for k in range(p.k):
+            _rows_in(m + k * ldm + q0, p.k * ldm, 36, ln.n, d)
+            for j in range(6):            # along each column xj: d[., xj] -> e[i, xj]
+                _at6(d + j * _LANES, 6 * _LANES, e + j * _LANES, 6 * _LANES)
+            for i in range(4):            # along each row i: e[i, .] -> o[i, j]
+                _at6(e + i * 6 * _LANES, _LANES, o + i * 4 * _LANES, _LANES)
+            b = 0 if bias == NULL else bias[k]
+            for q in range(ln.n):
+                dst = y + k * howo + ln.at[q]
+                for i in range(ln.r1[q]):
+                    for j in range(ln.c1[q]):
+                        dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
+
+
+cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
+                           floating* u, Py_ssize_t o) noexcept nogil:
+    """u[(xi*k + o)*c + i] = (G g G^T)[xi] for the filter g of output o, input i: wt[o, i]
+    (wt is (k, c, 3, 3)), or when ``flip`` wt[i, o] rotated by 180 degrees (wt is
+    (c, k, 3, 3): the input gradient's convolution)."""
+    cdef floating g[9 * _LANES]
+    cdef floating e[18 * _LANES]
+    cdef floating f[36 * _LANES]
+    cdef Py_ssize_t i0_, i0, q, n, a
+    memset(g, 0, sizeof(g))              # lanes past the last filter stay zero
+    for i0_ in range((c + _LANES - 1) // _LANES):
+        i0 = i0_ * _LANES
+        n = min(<Py_ssize_t> _LANES, c - i0)
+        for q in range(n):
+            for a in range(9):
+                if flip:
+                    g[a * _LANES + q] = wt[((i0 + q) * k + o) * 9 + 8 - a]
+                else:
+                    g[a * _LANES + q] = wt[(o * c + i0 + q) * 9 + a]
+        for a in range(3):                # along each row a: g[a, .] -> e[a, xj]
+            _g3(g + a * 3 * _LANES, _LANES, e + a * 6 * _LANES, _LANES)
+        for a in range(6):                # along each column xj: e[., xj] -> f[xi, xj]
+            _g3(e + a * _LANES, 6 * _LANES, f + a * _LANES, 6 * _LANES)
+        _rows_out(f, 36, n, u + o * c + i0, k * c)
+
+
+cdef void _wino_weights_of(floating* part, int threads, Py_ssize_t k, Py_ssize_t c,
+                           Py_ssize_t o, floating* gw) noexcept nogil:
+    """gw[o, i] (3x3) = G^T M G for each input i, M[xi] = the sum of part[t][xi, o, i] over
+    the ``threads`` partials (36, k, c), added in thread order into the first (so the
+    result is the same for a given thread count)."""
+    cdef floating d[36 * _LANES]
+    cdef floating e[18 * _LANES]
+    cdef floating f[9 * _LANES]
+    cdef Py_ssize_t i0_, i0, q, n, a, xi, size = 36 * k * c
+    cdef int t
+    for t in range(1, threads):
+        for xi in range(36):
+            for q in range(c):
+                part[(xi * k + o) * c + q] += part[t * size + (xi * k + o) * c + q]
+    memset(d, 0, sizeof(d))              # lanes past the last filter stay zero
+    for i0_ in range((c + _LANES - 1) // _LANES):
+        i0 = i0_ * _LANES
+        n = min(<Py_ssize_t> _LANES, c - i0)
+        _rows_in(part + o * c + i0, k * c, 36, n, d)
+        for a in range(6):                # along each column xj: d[., xj] -> e[a, xj]
+            _gt6(d + a * _LANES, 6 * _LANES, e + a * _LANES, 6 * _LANES)
+        for a in range(3):                # along each row a: e[a, .] -> f[a, b]
+            _gt6(e + a * 6 * _LANES, _LANES, f + a * 3 * _LANES, _LANES)
+        for q in range(n):
+            for a in range(9):
+                gw[(o * c + i0 + q) * 9 + a] = f[a * _LANES + q]
+
+
+cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, floating* u,
+                    const floating* bias, floating* y, int n_threads) except -1:
+    """y (n, k, ho, wo) = the convolution of x (n, c, h, w) with the filters wt (see
+    _wino_filters_of; transformed into u (36, k, c) first), plus bias (k,) or NULL."""
+    cdef Py_ssize_t item, t0, nt, xi, o
+    cdef Py_ssize_t ldb = p.block
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
+    cdef floating* v
+    cdef floating* m
+    if p.items == 0:
+        return 0
+    v = m = NULL                        # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=threads):
+        v = <floating*> malloc(36 * p.c * ldb * sizeof(floating))
+        m = <floating*> malloc(36 * p.k * ldb * sizeof(floating))
+        if v == NULL or m == NULL:
+            failed_p[0] = 1
+        for o in prange(p.k, schedule='static'):     # the filters, then (after the loop's
+            _wino_filters_of(wt, p.k, p.c, flip, u, o)   # barrier) the tiles
+        for item in prange(p.items, schedule='static'):
+            if v == NULL or m == NULL:
+                continue
+            t0 = item * ldb
+            nt = min(ldb, p.tiles - t0)
+            _wino_patches(&p, x, False, t0, nt, v, ldb)
+            for xi in range(36):
+                _gemm(False, False, <int> p.k, <int> nt, <int> p.c, <floating> 1,
+                      u + xi * p.k * p.c, <int> p.c, v + xi * p.c * ldb, <int> ldb,
+                      <floating> 0, m + xi * p.k * ldb, <int> ldb)
+            _wino_output(&p, m, ldb, t0, nt, bias, y)
+        free(v)
+        free(m)
+    if failed:
+        raise MemoryError("conv2d: cannot allocate the Winograd buffers")
+    return 0
+
+
+cdef int _wino_grad_weight(Wino p, const floating* gy, const floating* x, floating* part,
+                           floating* gw, int n_threads) except -1:
+    """gw (k, c, 3, 3) of the convolution of x (n, c, h, w) giving grad_output gy
+    (n, k, ho, wo). ``part`` holds one zeroed (36, k, c) partial sum per thread."""
+    cdef Py_ssize_t item, t0, nt, xi, o, size = 36 * p.k * p.c
+    cdef Py_ssize_t ldb = p.block
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
+    cdef floating* v
+    cdef floating* z
+    cdef floating* mine
+    if size == 0:
+        return 0
+    if p.items == 0:
+        memset(gw, 0, p.k * p.c * 9 * sizeof(floating))
+        return 0
+    v = z = mine = NULL                 # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=threads):
+        v = <floating*> malloc(36 * p.c * ldb * sizeof(floating))
+        z = <floating*> malloc(36 * p.k * ldb * sizeof(floating))
+        mine = part + threadid() * size
+        if v == NULL or z == NULL:
+            failed_p[0] = 1
+        for item in prange(p.items, schedule='static'):
+            if v == NULL or z == NULL:
+                continue
+            t0 = item * ldb
+            nt = min(ldb, p.tiles - t0)
+            _wino_patches(&p, x, False, t0, nt, v, ldb)
+            _wino_patches(&p, gy, True, t0, nt, z, ldb)
+            for xi in range(36):
+                _gemm(False, True, <int> p.k, <int> p.c, <int> nt, <floating> 1,
+                      z + xi * p.k * ldb, <int> ldb, v + xi * p.c * ldb, <int> ldb,
+                      <floating> 1, mine + xi * p.k * p.c, <int> p.c)
+        free(v)
+        free(z)
+        for o in prange(p.k, schedule='static'):     # after the loop's barrier
+            _wino_weights_of(part, threads, p.k, p.c, o, gw)
+    if failed:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the Winograd buffers")
+    return 0
+
+
+# --------------------------------------------------------------------------- direct
+
+# A direct convolution for layers with few input channels (the first layer of a network:
+# RGB or grey input), float32, stride 1, no dilation, one group. im2col there gives GEMMs
+# with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. Here
+# each output row is computed from zero-padded copies of the kH input rows it reads (per
+# input channel, so every load is in bounds), in blocks of 4 output channels x 16 output
+# columns held in eight 8-wide AVX2 registers, one FMA per weight and 8 pixels. The C is
+# compiled for AVX2+FMA (a function attribute) and used only when the CPU has them; on
+# other CPUs and compilers the layer stays on im2col.
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #define CNNLAB_DIRECT 1
+    typedef float cnnlab_v8 __attribute__((vector_size(32)));
+
+    static int cnnlab_direct_available(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+
+    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w) and weights wk
+       (k4, c, kh, kw), k4 = k rounded up to 4 (zeros past k), plus bias (k4,). pad holds
+       c*kh rows of `span` floats, span >= wv + kw - 1 where wv = wo rounded up to 16. */
+    __attribute__((target("avx2,fma")))
+    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
+                                   const float *bias, long k, long kh, long kw, long ph,
+                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
+                                   float *pad, long span)
+    {
+        long wv = (wo + 15) / 16 * 16, taps = kh * kw;
+        for (long oh = oh0; oh < oh1; oh++) {
+            for (long ci = 0; ci < c; ci++) {
+                for (long i = 0; i < kh; i++) {
+                    float *dst = pad + (ci * kh + i) * span;
+                    long r = oh - ph + i;
+                    for (long q = 0; q < span; q++) dst[q] = 0.0f;
+                    if (r < 0 || r >= h) continue;
+                    const float *src = x + (ci * h + r) * w;
+                    for (long q = 0; q < w; q++)          /* dst[q + pw] = src[q] */
+                        if (q + pw >= 0 && q + pw < span) dst[q + pw] = src[q];
+                }
+            }
+            for (long ko = 0; ko < k; ko += 4) {
+                const float *wb = wk + ko * c * taps;
+                for (long ow = 0; ow < wv; ow += 16) {
+                    cnnlab_v8 a[4][2];
+                    for (int t = 0; t < 4; t++) {
+                        cnnlab_v8 b = (cnnlab_v8){0} + bias[ko + t];
+                        a[t][0] = b;
+                        a[t][1] = b;
+                    }
+                    for (long ci = 0; ci < c; ci++)
+                        for (long i = 0; i < kh; i++) {
+                            const float *row = pad + (ci * kh + i) * span + ow;
+                            const float *wr = wb + ci * taps + i * kw;
+                            for (long j = 0; j < kw; j++) {
+                                cnnlab_v8 v0, v1;
+                                __builtin_memcpy(&v0, row + j, sizeof v0);
+                                __builtin_memcpy(&v1, row + j + 8, sizeof v1);
+                                for (int t = 0; t < 4; t++) {
+                                    cnnlab_v8 s = (cnnlab_v8){0} + wr[t * c * taps + j];
+                                    a[t][0] += s * v0;
+                                    a[t][1] += s * v1;
+                                }
+                            }
+                        }
+                    for (int t = 0; t < 4 && ko + t < k; t++) {
+                        float *out = y + ((ko + t) * ho + oh) * wo + ow;
+                        if (ow + 16 <= wo) {
+                            __builtin_memcpy(out, &a[t][0], sizeof a[t][0]);
+                            __builtin_memcpy(out + 8, &a[t][1], sizeof a[t][1]);
+                        } else {
+                            float tmp[16];
+                            __builtin_memcpy(tmp, &a[t][0], sizeof a[t][0]);
+                            __builtin_memcpy(tmp + 8, &a[t][1], sizeof a[t][1]);
+                            for (long q = 0; q < wo - ow; q++) out[q] = tmp[q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    #else
+    #define CNNLAB_DIRECT 0
+    static int cnnlab_direct_available(void) { return 0; }
+    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
+                                   const float *bias, long k, long kh, long kw, long ph,
+                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
+                                   float *pad, long span) {}
+    #endif
+    """
+    int cnnlab_direct_available() nogil
+    void cnnlab_direct_rows(const float* x, long c, long h, long w, const float* wk,
+                            const float* bias, long k, long kh, long kw, long ph, long pw,
+                            long ho, long wo, float* y, long oh0, long oh1, float* pad,
+                            long span) nogil
+
+
+_DIRECT_AVAILABLE = bool(cnnlab_direct_available())
+cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
+
+
+cdef inline bint _direct(const Conv* p, object dtype) noexcept:
+    """A forward convolution the direct kernel takes (see above)."""
+    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1 and p.sh == 1 and p.sw == 1
+            and p.dh == 1 and p.dw == 1 and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4
+            and p.wo >= 8)
+
+
+cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, ::1] wk,
+                     const float[::1] b, float[:, :, :, ::1] y, int n_threads) except -1:
+    """y = conv(x) + b on the direct kernel; work items (image, block of output rows), at
+    least a few per thread."""
+    cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
+    cdef Py_ssize_t per = (p.ho + parts - 1) // parts
+    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
+    cdef Py_ssize_t span = (p.wo + 15) // 16 * 16 + p.kw - 1 + 16
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef float* pad
+    cdef const float* px = &x[0, 0, 0, 0]
+    cdef const float* pw = &wk[0, 0, 0, 0]
+    cdef const float* pb = &b[0]
+    cdef float* py = &y[0, 0, 0, 0]
+    cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
+    pad = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=<int> min(<Py_ssize_t> n_threads, items)):
+        pad = <float*> malloc(p.c_in * p.kh * span * sizeof(float))
+        if pad == NULL:
+            failed_p[0] = 1
+        for item in prange(items, schedule='static'):
+            if pad == NULL:
+                continue
+            r0 = (item % blocks) * per
+            cnnlab_direct_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w, pw, pb,
+                               p.c_out, p.kh, p.kw, p.ph, p.pw, p.ho, p.wo,
+                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad,
+                               span)
+        free(pad)
+    if failed:
+        raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
+    return 0
+
+
+def _direct_forward(x, weight, bias, Conv p):
+    """conv2d on the direct kernel: weights and bias padded to a multiple of 4 outputs."""
+    k4 = (p.c_out + 3) // 4 * 4
+    wk = np.zeros((k4,) + weight.shape[1:], np.float32)
+    wk[:p.c_out] = weight
+    b = np.zeros(k4, np.float32)
+    if bias is not None:
+        b[:p.c_out] = bias
+    y = np.empty((p.n, p.c_out, p.ho, p.wo), np.float32)
+    if p.n:
+        _direct_run(p, x, wk, b, y, _num_threads())
+    return y
 
 
 # Typed entry points: C-contiguous memoryviews (``const`` lets read-only arrays in) checked
@@ -682,11 +1309,58 @@ cdef int _conv2d_grad_weight(Conv p, const floating[:, :, :, ::1] gy,
     return _conv2d_grad_weight_run(p, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
 
 
+cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
+                        bint flip, const floating[::1] b, floating[:, :, ::1] u,
+                        floating[:, :, :, ::1] y, int nt) except -1:
+    return _wino_conv(q, _ptr(x), _ptr(wt), flip, &u[0, 0, 0], &b[0] if b.shape[0] else NULL,
+                      _wptr(y), nt)
+
+
+cdef int _winograd_grad_weight(Wino q, const floating[:, :, :, ::1] gy,
+                               const floating[:, :, :, ::1] x, floating[:, :, :, ::1] part,
+                               floating[:, :, :, ::1] gw, int nt) except -1:
+    return _wino_grad_weight(q, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
+
+
+def _algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
+    """'winograd', 'direct' or 'im2col': how conv2d computes a convolution of input shape
+    ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its gradients use Winograd when
+    the forward does, else im2col)."""
+    cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
+    if _winograd(&p):
+        return "winograd"
+    return "direct" if _direct(&p, np.dtype(dtype)) else "im2col"
+
+
+def _winograd_forward(x, weight, bias, bint flip, Py_ssize_t c_out, Py_ssize_t ho,
+                      Py_ssize_t wo, Py_ssize_t ph, Py_ssize_t pw):
+    """The Winograd convolution of x (N, C, H, W) into (N, c_out, ho, wo): with weight
+    (c_out, C, 3, 3), or with (C, c_out, 3, 3) flipped and transposed when ``flip``."""
+    nt = _num_threads()
+    cdef Wino q = _wino_geometry(x.shape[0], x.shape[1], c_out, x.shape[2], x.shape[3], ho,
+                                 wo, ph, pw, nt, x.itemsize)
+    y = np.empty((q.n, q.k, q.ho, q.wo), x.dtype)
+    u = np.empty((36, q.k, q.c), x.dtype)
+    b = np.empty(0, x.dtype) if bias is None else bias
+    with _one_blas_thread:
+        if x.dtype == np.float32:
+            _winograd_conv[float](q, x, weight, flip, b, u, y, nt)
+        else:
+            _winograd_conv[double](q, x, weight, flip, b, u, y, nt)
+    return y
+
+
 def conv2d(x, weight, bias, spec):
     """y (N, C_out, H_out, W_out) = conv2d of x (N, C_in, H, W) with weight
     (C_out, C_in/groups, kH, kW) plus bias (C_out,) or None."""
     cdef Conv p = _conv_geometry(tuple(x.shape), weight.shape[0], spec)
-    _tiles_forward(&p)
+    check_gemm_sizes(spec, p.c_in, p.c_out)
+    if _winograd(&p):
+        return _winograd_forward(x, weight, bias, False, p.c_out, p.ho, p.wo, p.ph, p.pw)
+    if _direct(&p, x.dtype):
+        return _direct_forward(x, weight, bias, p)
+    _tiles_forward(&p, x.dtype.itemsize)
+    _check_columns(&p, x.dtype.itemsize)
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     b = np.zeros(p.c_out, x.dtype) if bias is None else bias
     nt = _num_threads()
@@ -704,7 +1378,12 @@ def conv2d_grad_input(grad_output, weight, spec):
     h, w = spec.in_size
     cdef Conv p = _conv_geometry((grad_output.shape[0], weight.shape[1] * spec.groups, h, w),
                                  weight.shape[0], spec)
-    _tiles_grad_input(&p)
+    check_gemm_sizes(spec, p.c_in, p.c_out)
+    if _winograd(&p):          # the forward convolution with the flipped kernel
+        return _winograd_forward(grad_output, weight, None, True, p.c_in, p.h, p.w,
+                                 2 - p.ph, 2 - p.pw)
+    _tiles_grad_input(&p, grad_output.dtype.itemsize)
+    _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
     with _blas_guard(&p):
@@ -719,7 +1398,22 @@ def conv2d_grad_weight(grad_output, x, spec):
     """Gradient (C_out, C_in/groups, kH, kW) of conv2d with respect to its weight;
     grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W)."""
     cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
-    _tiles_grad_weight(&p)
+    cdef Wino q
+    check_gemm_sizes(spec, p.c_in, p.c_out)
+    if _winograd(&p):
+        nt = _num_threads()
+        q = _wino_geometry(p.n, p.c_in, p.c_out, p.h, p.w, p.ho, p.wo, p.ph, p.pw, nt,
+                           x.itemsize)
+        gw = np.empty((p.c_out, p.c_in, 3, 3), x.dtype)
+        part = np.zeros((max(1, min(nt, q.items)), 36, p.c_out, p.c_in), x.dtype)
+        with _one_blas_thread:
+            if x.dtype == np.float32:
+                _winograd_grad_weight[float](q, grad_output, x, part, gw, nt)
+            else:
+                _winograd_grad_weight[double](q, grad_output, x, part, gw, nt)
+        return gw
+    _tiles_grad_weight(&p, x.dtype.itemsize)
+    _check_columns(&p, x.dtype.itemsize)
     gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)
     nt = _num_threads()
     # One zeroed partial weight per thread the kernel may start: (threads, groups, K, og).
@@ -790,9 +1484,10 @@ cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
 # --------------------------------------------------------------------------- pooling
 
 cdef struct Pool:
-    int h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw
+    Py_ssize_t h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw
     bint include_pad
-    int divisor          # 0: none given
+    Py_ssize_t divisor   # 0: none given
+    bint rel32           # rows and a tap's offset from its window's first tap fit a C int
 
 
 cdef Pool _pool_geometry(spec):
@@ -805,28 +1500,30 @@ cdef Pool _pool_geometry(spec):
     p.ho, p.wo = spec.out_size
     p.include_pad = spec.count_include_pad
     p.divisor = 0 if spec.divisor_override is None else spec.divisor_override
+    (kh, kw), (dh, dw), w = spec.kernel_size, spec.dilation, spec.in_size[1]
+    p.rel32 = w <= INT_MAX and (kh - 1) * dh * w + (kw - 1) * dw <= INT_MAX  # Python ints
     return p
 
 
-cdef inline void _span(int o, int s, int p, int k, int d, int size, int* start,
-                       int* stop) noexcept nogil:
+cdef inline void _span(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k, Py_ssize_t d,
+                       Py_ssize_t size, Py_ssize_t* start, Py_ssize_t* stop) noexcept nogil:
     """In-bounds taps of window o along one axis: start, start + d, ... < stop."""
-    cdef int a = o * s - p
-    cdef int b = a + (k - 1) * d + 1
+    cdef Py_ssize_t a = o * s - p
+    cdef Py_ssize_t b = a + (k - 1) * d + 1
     if b > size:
         b = size
-    while a < 0:
-        a += d
+    if a < 0:                       # the first tap at or after 0, in one step
+        a += (-a + d - 1) // d * d
     start[0] = a
     stop[0] = b
 
 
-cdef inline void _inner_cols(const Pool* p, int* ca, int* cb) noexcept nogil:
+cdef inline void _inner_cols(const Pool* p, Py_ssize_t* ca, Py_ssize_t* cb) noexcept nogil:
     """Output columns [ca, cb) whose kw taps all lie inside the input row. They run in
     vectorisable loops over the columns, one tap at a time; the others one by one."""
-    cdef int a = (p.pw + p.sw - 1) // p.sw
-    cdef int last = p.w - 1 - (p.kw - 1) * p.dw + p.pw      # ow*sw <= last
-    cdef int b = 0 if last < 0 else last // p.sw + 1
+    cdef Py_ssize_t a = (p.pw + p.sw - 1) // p.sw
+    cdef Py_ssize_t last = p.w - 1 - (p.kw - 1) * p.dw + p.pw      # ow*sw <= last
+    cdef Py_ssize_t b = 0 if last < 0 else last // p.sw + 1
     b = min(b, p.wo)
     a = min(a, b)
     ca[0] = a
@@ -836,10 +1533,12 @@ cdef inline void _inner_cols(const Pool* p, int* ca, int* cb) noexcept nogil:
 # Row kernels over the inner columns. ``sw`` is a compile-time constant where the callers
 # pass a literal (1, 2), so the strided loads vectorise.
 
-cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, int n, int sw,
-                          bint first) noexcept nogil:
+cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, int n,
+                          int sw, bint first) noexcept nogil:
     """One tap of a row of max windows: m[q] vs src[q*sw], PyTorch's rule (take if larger
-    or NaN); tap[q] remembers the winning tap's offset."""
+    or NaN); tap[q] remembers the winning tap's offset from the window's first tap. C ints
+    (rows and offsets below 2**31, ``Pool.rel32``), so the selects vectorise as widely as
+    float32's."""
     cdef int q
     cdef floating v
     cdef bint take
@@ -855,9 +1554,9 @@ cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, i
             tap[q] = off if take else tap[q]
 
 
-cdef inline void _sum_tap(floating* acc, const floating* src, int n, int sw,
+cdef inline void _sum_tap(floating* acc, const floating* src, Py_ssize_t n, Py_ssize_t sw,
                           bint first) noexcept nogil:
-    cdef int q
+    cdef Py_ssize_t q
     if first:
         for q in range(n):
             acc[q] = src[q * sw]
@@ -866,10 +1565,19 @@ cdef inline void _sum_tap(floating* acc, const floating* src, int n, int sw,
             acc[q] = acc[q] + src[q * sw]
 
 
-cdef inline void _scatter_tap(floating* dst, const floating* g, int n, int sw) noexcept nogil:
-    cdef int q
+cdef inline void _scatter_tap(floating* dst, const floating* g, Py_ssize_t n,
+                              Py_ssize_t sw) noexcept nogil:
+    cdef Py_ssize_t q
     for q in range(n):
         dst[q * sw] += g[q]
+
+
+cdef inline void _tap_index(int64_t* ir, const int* tap, Py_ssize_t first, int n,
+                            int sw) noexcept nogil:
+    """ir[q] = first + q*sw + tap[q]: flat indices from the winning taps' offsets."""
+    cdef int q
+    for q in range(n):
+        ir[q] = first + (q * sw + tap[q])
 
 
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
@@ -879,9 +1587,10 @@ cdef inline bint _is_22(const Pool* p) noexcept nogil:
     return p.kh == 2 and p.kw == 2 and p.sh == 2 and p.sw == 2 and p.dh == 1 and p.dw == 1
 
 
-cdef inline void _max_row22(floating* y, int* tap, const floating* r0, const floating* r1,
-                            int n, int w) noexcept nogil:
-    """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]."""
+cdef inline void _max_row22(floating* y, int* tap, const floating* r0,
+                            const floating* r1, int n, int w) noexcept nogil:
+    """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]
+    (C ints: the caller's rows are shorter than 2**31)."""
     cdef int q, t
     cdef floating m, v
     cdef bint take
@@ -904,16 +1613,16 @@ cdef inline void _max_row22(floating* y, int* tap, const floating* r0, const flo
         tap[q] = t
 
 
-cdef inline void _mean_row22(floating* y, const floating* r0, const floating* r1, int n,
-                             int div) noexcept nogil:
-    cdef int q
+cdef inline void _mean_row22(floating* y, const floating* r0, const floating* r1,
+                             Py_ssize_t n, Py_ssize_t div) noexcept nogil:
+    cdef Py_ssize_t q
     for q in range(n):
         y[q] = (((r0[2 * q] + r0[2 * q + 1]) + r1[2 * q]) + r1[2 * q + 1]) / div
 
 
 cdef inline void _scatter_row22(floating* d0, floating* d1, const floating* g,
-                                int n) noexcept nogil:
-    cdef int q
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t q
     for q in range(n):
         d0[2 * q] += g[q]
         d0[2 * q + 1] += g[q]
@@ -923,45 +1632,47 @@ cdef inline void _scatter_row22(floating* d0, floating* d1, const floating* g,
 
 cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx,
                      int* tap) noexcept nogil:
-    cdef int oh, ow, ih, h0, h1, ca, cb, j, n, off
+    cdef Py_ssize_t oh, ow, ih, h0, h1, ca, cb, j, n, base, off
     cdef floating* yr
     cdef bint first
     _inner_cols(p, &ca, &cb)
-    n = cb - ca
+    n = cb - ca if p.rel32 else 0       # else every window one by one (planes >= 2**31)
     for oh in range(p.ho):
         _span(oh, p.sh, p.ph, p.kh, p.dh, p.h, &h0, &h1)
         yr = y + oh * p.wo
+        base = h0 * p.w - p.pw          # + ow*sw: flat index of window ow's first tap
         if n > 0 and _is_22(p) and h1 - h0 == 2:
-            off = h0 * p.w - p.pw + 2 * ca
-            _max_row22(yr + ca, tap, x + off, x + off + p.w, n, p.w)
-            for ow in range(ca, cb):
-                idx[oh * p.wo + ow] = tap[ow - ca] + off + 2 * (ow - ca)
+            off = base + 2 * ca
+            _max_row22(yr + ca, tap, x + off, x + off + p.w, <int> n, <int> p.w)
+            _tap_index(idx + oh * p.wo + ca, tap, off, <int> n, 2)
         elif n > 0:
             first = True
             ih = h0
             while ih < h1:
                 for j in range(p.kw):
-                    off = ih * p.w - p.pw + j * p.dw         # + ow*sw: the tap's flat index
+                    off = (ih - h0) * p.w + j * p.dw     # the tap's offset from the first
                     if p.sw == 1:
-                        _max_tap(yr + ca, tap, x + off + ca, off, n, 1, first)
+                        _max_tap(yr + ca, tap, x + base + off + ca, <int> off, <int> n, 1,
+                                 first)
                     elif p.sw == 2:
-                        _max_tap(yr + ca, tap, x + off + 2 * ca, off, n, 2, first)
+                        _max_tap(yr + ca, tap, x + base + off + 2 * ca, <int> off, <int> n,
+                                 2, first)
                     else:
-                        _max_tap(yr + ca, tap, x + off + ca * p.sw, off, n, p.sw, first)
+                        _max_tap(yr + ca, tap, x + base + off + ca * p.sw, <int> off,
+                                 <int> n, <int> p.sw, first)
                     first = False
                 ih += p.dh
-            for ow in range(ca, cb):
-                idx[oh * p.wo + ow] = tap[ow - ca] + ow * p.sw
+            _tap_index(idx + oh * p.wo + ca, tap, base + ca * p.sw, <int> n, <int> p.sw)
         for ow in range(ca):
             _max_window(p, x, h0, h1, ow, yr, idx + oh * p.wo)
         for ow in range(max(ca, cb), p.wo):
             _max_window(p, x, h0, h1, ow, yr, idx + oh * p.wo)
 
 
-cdef inline void _max_window(const Pool* p, const floating* x, int h0, int h1, int ow,
-                             floating* yr, int64_t* ir) noexcept nogil:
+cdef inline void _max_window(const Pool* p, const floating* x, Py_ssize_t h0, Py_ssize_t h1,
+                             Py_ssize_t ow, floating* yr, int64_t* ir) noexcept nogil:
     """One window, tap by tap (the columns at the borders)."""
-    cdef int ih, iw, w0, w1, best
+    cdef Py_ssize_t ih, iw, w0, w1, best
     cdef floating v, m
     _span(ow, p.sw, p.pw, p.kw, p.dw, p.w, &w0, &w1)
     best = h0 * p.w + w0
@@ -1028,12 +1739,12 @@ cdef int _max_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
     return 0
 
 
-cdef inline int _avg_window(const Pool* p, int oh, int ow, int* h0, int* h1,
-                            int* w0, int* w1) noexcept nogil:
+cdef inline Py_ssize_t _avg_window(const Pool* p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t* h0,
+                                   Py_ssize_t* h1, Py_ssize_t* w0, Py_ssize_t* w1) noexcept nogil:
     """Clip window (oh, ow) to the input; return its divisor (PyTorch's rule)."""
-    cdef int hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw
-    cdef int he = min(hs + p.kh, p.h + p.ph), we = min(ws + p.kw, p.w + p.pw)
-    cdef int size = (he - hs) * (we - ws)
+    cdef Py_ssize_t hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw
+    cdef Py_ssize_t he = min(hs + p.kh, p.h + p.ph), we = min(ws + p.kw, p.w + p.pw)
+    cdef Py_ssize_t size = (he - hs) * (we - ws)
     h0[0] = max(hs, 0)
     w0[0] = max(ws, 0)
     h1[0] = min(he, p.h)
@@ -1045,10 +1756,10 @@ cdef inline int _avg_window(const Pool* p, int oh, int ow, int* h0, int* h1,
     return (h1[0] - h0[0]) * (w1[0] - w0[0])
 
 
-cdef inline int _avg_row_divisor(const Pool* p, int oh) noexcept nogil:
+cdef inline Py_ssize_t _avg_row_divisor(const Pool* p, Py_ssize_t oh) noexcept nogil:
     """Divisor of the inner columns' windows of output row oh (full width kw)."""
-    cdef int h0, h1, w0, w1
-    cdef int hs = oh * p.sh - p.ph
+    cdef Py_ssize_t h0, h1, w0, w1
+    cdef Py_ssize_t hs = oh * p.sh - p.ph
     if p.divisor:
         return p.divisor
     _avg_window(p, oh, 0, &h0, &h1, &w0, &w1)
@@ -1058,7 +1769,7 @@ cdef inline int _avg_row_divisor(const Pool* p, int oh) noexcept nogil:
 
 
 cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nogil:
-    cdef int oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
+    cdef Py_ssize_t oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
     cdef floating* yr
     cdef const floating* src
     cdef bint first
@@ -1095,10 +1806,11 @@ cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nog
             yr[ow] = _avg_one(p, x, oh, ow)
 
 
-cdef inline floating _avg_one(const Pool* p, const floating* x, int oh, int ow) noexcept nogil:
+cdef inline floating _avg_one(const Pool* p, const floating* x, Py_ssize_t oh,
+                              Py_ssize_t ow) noexcept nogil:
     """One window, tap by tap (the columns at the borders)."""
-    cdef int ih, iw, h0, h1, w0, w1
-    cdef int div = _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
+    cdef Py_ssize_t ih, iw, h0, h1, w0, w1
+    cdef Py_ssize_t div = _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
     cdef floating s = 0
     for ih in range(h0, h1):
         for iw in range(w0, w1):
@@ -1108,7 +1820,7 @@ cdef inline floating _avg_one(const Pool* p, const floating* x, int oh, int ow) 
 
 cdef void _avg_plane_backward(const Pool* p, const floating* gy, floating* gx,
                               floating* g) noexcept nogil:
-    cdef int oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
+    cdef Py_ssize_t oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
     cdef const floating* gr
     cdef floating* dst
     memset(gx, 0, <Py_ssize_t> p.h * p.w * sizeof(floating))
@@ -1140,9 +1852,9 @@ cdef void _avg_plane_backward(const Pool* p, const floating* gy, floating* gx,
             _avg_one_backward(p, gr[ow], oh, ow, gx)
 
 
-cdef inline void _avg_one_backward(const Pool* p, floating g, int oh, int ow,
+cdef inline void _avg_one_backward(const Pool* p, floating g, Py_ssize_t oh, Py_ssize_t ow,
                                    floating* gx) noexcept nogil:
-    cdef int ih, iw, h0, h1, w0, w1
+    cdef Py_ssize_t ih, iw, h0, h1, w0, w1
     cdef floating gv = g / _avg_window(p, oh, ow, &h0, &h1, &w0, &w1)
     for ih in range(h0, h1):
         for iw in range(w0, w1):

@@ -18,6 +18,8 @@ import importlib
 import os
 from functools import lru_cache
 
+from . import _parallel
+
 __all__ = ["backends", "get_backend", "set_backend", "use_backend", "placement"]
 
 _MODULES = {"cython": "cnnlab._core", "numpy": "cnnlab._fallback", "torch": "cnnlab._torch"}
@@ -27,6 +29,8 @@ _MODULES = {"cython": "cnnlab._core", "numpy": "cnnlab._fallback", "torch": "cnn
 def _load(name: str):
     """The twin module, or None when it cannot be imported here."""
     try:
+        if name == "cython":
+            return _parallel.load_compiled()
         return importlib.import_module(_MODULES[name])
     except ImportError:
         return None

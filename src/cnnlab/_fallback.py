@@ -21,15 +21,18 @@ dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
 Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
 NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
 
-Here the convolutions are im2col with ``sliding_window_view`` + ``matmul``/``einsum``, and
-pooling and col2im loop over the kernel taps, each a strided slice of all pixels at once.
+Here the convolutions are im2col with ``sliding_window_view`` and one 2-D GEMM per group
+(NumPy's batched matmul does not reach BLAS for these shapes), and pooling and col2im loop
+over the kernel taps, each a strided slice of all pixels at once.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import first_taps, window_extent
+from ._checks import check_buffer, first_taps, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul"]
@@ -39,7 +42,9 @@ def _padded(x, spec, fill=0.0):
     """x with spec.padding before and enough after for every window; (N, C, Hp, Wp)."""
     (ph, pw), (need_h, need_w) = spec.padding, window_extent(spec)
     h, w = x.shape[2:]
-    xp = np.full(x.shape[:2] + (max(need_h, ph + h), max(need_w, pw + w)), fill, x.dtype)
+    shape = x.shape[:2] + (max(need_h, ph + h), max(need_w, pw + w))
+    check_buffer("the NumPy twin's zero-padded input", shape, x.dtype.itemsize)
+    xp = np.full(shape, fill, x.dtype)
     xp[:, :, ph:ph + h, pw:pw + w] = x
     return xp
 
@@ -58,41 +63,66 @@ def _grouped(a, groups):
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
 
 
-def conv2d(x, weight, bias, spec):
-    """im2col as a (G, N, K, H_out*W_out) copy, then one batched matmul per group."""
+def _columns(x, spec):
+    """im2col: (G, K, N*H_out*W_out) copy of the windows of x, K = C_in/G*kH*kW in the
+    weight's (c, i, j) order."""
     g, n = spec.groups, x.shape[0]
-    ho, wo = spec.out_size
-    k = weight.shape[1] * weight.shape[2] * weight.shape[3]       # C_in/G * kH * kW
     cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
-    cols = cols.transpose(1, 0, 2, 5, 6, 3, 4).reshape(g, n, k, ho * wo)
-    wm = weight.reshape(g, 1, weight.shape[0] // g, k)           # G,1,Og,K
-    y = np.matmul(wm, cols)                                      # G,N,Og,Ho*Wo
-    y = np.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(n, weight.shape[0], ho, wo)
+    k = cols.shape[2] * cols.shape[5] * cols.shape[6]
+    return cols.transpose(1, 2, 5, 6, 0, 3, 4).reshape(g, k, n * cols.shape[3] * cols.shape[4])
+
+
+def _by_group(a, groups):
+    """(N, C, H, W) -> (G, C/G, N*H*W) copy: one 2-D operand per group."""
+    n, c, h, w = a.shape
+    return a.reshape(n, groups, c // groups, h * w).transpose(1, 2, 0, 3).reshape(
+        groups, c // groups, n * h * w)
+
+
+def _from_groups(a, n, shape):
+    """(G, C/G, N*H*W) -> (N, C, H, W) = ``(n,) + shape`` (the inverse of _by_group)."""
+    return np.ascontiguousarray(a.reshape(shape[0], n, shape[1] * shape[2]).transpose(1, 0, 2)
+                                ).reshape((n,) + tuple(shape))
+
+
+def conv2d(x, weight, bias, spec):
+    """im2col, then one 2-D GEMM per group (NumPy's BLAS, its own threads)."""
+    g, n = spec.groups, x.shape[0]
+    cols = _columns(x, spec)                                     # G,K,N*Ho*Wo
+    wm = weight.reshape(g, weight.shape[0] // g, -1)             # G,Og,K
+    y = np.empty((g, wm.shape[1], cols.shape[2]), x.dtype)
+    for i in range(g):
+        np.matmul(wm[i], cols[i], out=y[i])
+    y = _from_groups(y, n, (weight.shape[0],) + spec.out_size)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y
 
 
 def conv2d_grad_input(grad_output, weight, spec):
-    """Scatter each output gradient back through the window it came from (col2im)."""
-    g = spec.groups
-    n = grad_output.shape[0]
-    c_in = weight.shape[1] * g
+    """The columns W^T grad_output (one GEMM per group), scattered back through the
+    windows they came from (col2im)."""
+    g, n = spec.groups, grad_output.shape[0]
     kh, kw = spec.kernel_size
     ho, wo = spec.out_size
-    gy = _grouped(grad_output, g)                                # N,G,Og,Ho,Wo
-    wg = _grouped(weight[None], g)[0]                            # G,Og,Cg,kH,kW
-    cols = np.einsum("ngohw,gocij->ngcijhw", gy, wg, optimize=True)
-    return _col2im(cols.reshape(n, c_in, kh, kw, ho, wo), spec)
+    gy = _by_group(grad_output, g)                               # G,Og,N*Ho*Wo
+    wm = weight.reshape(g, weight.shape[0] // g, -1)             # G,Og,K
+    cols = np.empty((g, wm.shape[2], gy.shape[2]), grad_output.dtype)
+    for i in range(g):
+        np.matmul(wm[i].T, gy[i], out=cols[i])
+    cols = cols.reshape(g * weight.shape[1], kh, kw, n, ho, wo).transpose(3, 0, 1, 2, 4, 5)
+    return _col2im(cols, spec)
 
 
 def conv2d_grad_weight(grad_output, x, spec):
+    """grad_output times the transposed columns: one GEMM per group."""
     g = spec.groups
-    cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
-    gy = _grouped(grad_output, g)                                # N,G,Og,Ho,Wo
-    gw = np.einsum("ngohw,ngchwij->gocij", gy, cols, optimize=True)
-    return np.ascontiguousarray(gw.reshape(grad_output.shape[1], x.shape[1] // g,
-                                           *spec.kernel_size))
+    cols = _columns(x, spec)                                     # G,K,N*Ho*Wo
+    gy = _by_group(grad_output, g)                               # G,Og,N*Ho*Wo
+    gw = np.empty((g, gy.shape[1], cols.shape[1]), x.dtype)
+    for i in range(g):
+        np.matmul(gy[i], cols[i].T, out=gw[i])
+    return gw.reshape(grad_output.shape[1], x.shape[1] // g, *spec.kernel_size)
 
 
 def bias_grad(grad_output):
@@ -115,24 +145,88 @@ def _taps(spec):
             yield i, j, sl
 
 
+# --------------------------------------------------------------------------- pooling
+# Pooling reads the input in place: per kernel tap, only the block of outputs whose window
+# reads that tap inside the input, and only the taps that some window reads inside it. So
+# a huge kernel, stride or padding on a small input costs the output plus one block per
+# tap, never a padded copy (a 46341-wide window on a 1x1 input is one tap, not 2**31).
+
+
+class _Tap(NamedTuple):
+    """One kernel tap along one axis: outputs [lo, hi) read input rows first, first + s, ..."""
+
+    tap: int
+    lo: int
+    hi: int
+    first: int
+
+
+def _axis_taps(size, k, s, p, d, out):
+    """The taps of one axis that read inside ``[0, size)`` for some output, in order.
+
+    Output o's tap i reads ``o*s - p + i*d``. Candidates are the taps between the last
+    window's first in-bounds row and the first window's last one; when those are many
+    more than the taps the windows can hold inside the input (a huge kernel or stride),
+    the taps come from each window's in-bounds interval instead."""
+    i_lo = max(0, -(-(p - (out - 1) * s) // d))
+    i_hi = min(k - 1, (size - 1 + p) // d)
+    if i_hi < i_lo:
+        return []
+    per_window = (size - 1) // d + 1
+    if i_hi - i_lo + 1 <= 4 * out * per_window:
+        taps = np.arange(i_lo, i_hi + 1, dtype=np.int64)
+    else:                                  # the union of each window's in-bounds taps
+        o = np.arange(out, dtype=np.int64)
+        a = np.maximum(-((o * s - p) // d), 0)                      # ceil((p - o*s) / d)
+        b = np.minimum((size - 1 + p - o * s) // d, k - 1)
+        a, b = a[a <= b], b[a <= b]
+        n = b - a + 1
+        taps = np.unique(np.repeat(a - np.cumsum(n) + n, n) + np.arange(n.sum()))
+    lo = np.maximum(-((taps * d - p) // s), 0)                       # ceil((p - i*d) / s)
+    hi = np.minimum((size - 1 + p - taps * d) // s + 1, out)
+    keep = lo < hi
+    return [_Tap(int(i), int(a), int(b), int(a * s - p + i * d))
+            for i, a, b in zip(taps[keep], lo[keep], hi[keep])]
+
+
+def _blocks(spec):
+    """For each 2-D tap inside the input, row-major: (tap_h, tap_w, output block, input
+    slice), the block and slice as index tuples over (N, C, rows, columns)."""
+    (sh, sw), all_ = spec.stride, slice(None)
+    rows, cols = (_axis_taps(*args) for args in zip(
+        spec.in_size, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
+        spec.out_size))
+    for r in rows:
+        for c in cols:
+            out = (all_, all_, slice(r.lo, r.hi), slice(c.lo, c.hi))
+            src = (all_, all_, slice(r.first, r.first + (r.hi - r.lo - 1) * sh + 1, sh),
+                   slice(c.first, c.first + (c.hi - c.lo - 1) * sw + 1, sw))
+            yield r, c, out, src
+
+
+def _empty(x, spec):
+    """An empty batch: nothing to read (the window geometry may be huge)."""
+    return x.shape[0] * x.shape[1] == 0
+
+
 def max_pool2d(x, spec):
     """PyTorch's scan: taps in row-major order, take a tap when ``val > best or isnan(val)``,
     starting from best = -inf at the window's first in-bounds tap."""
-    (sh, sw), (dh, dw), (ph, pw) = spec.stride, spec.dilation, spec.padding
-    ho, wo = spec.out_size
-    h, w = spec.in_size
-    xp = _padded(x, spec, -np.inf)
-    best = np.full(x.shape[:2] + (ho, wo), -np.inf, x.dtype)
-    rows, cols = (np.array(t) for t in first_taps(spec))
-    idx = np.broadcast_to(rows[:, None] * w + cols[None, :], best.shape).copy()
-    row0 = np.arange(ho) * sh - ph
-    col0 = np.arange(wo) * sw - pw
-    for i, j, sl in _taps(spec):
-        val = xp[sl]
-        take = (val > best) | np.isnan(val)
-        np.copyto(best, val, where=take)
-        np.copyto(idx, (row0 + i * dh)[:, None] * w + (col0 + j * dw)[None, :], where=take)
-    return best, idx.astype(np.int64, copy=False)
+    (sh, sw), w = spec.stride, spec.in_size[1]
+    best = np.full(x.shape[:2] + spec.out_size, -np.inf, x.dtype)
+    if _empty(x, spec):
+        return best, np.zeros(best.shape, np.int64)
+    rows, cols = first_taps(spec)
+    idx = np.empty(best.shape, np.int64)
+    idx[...] = rows[:, None] * w + cols[None, :]
+    for r, c, out, src in _blocks(spec):
+        val, top = x[src], best[out]
+        take = (val > top) | np.isnan(val)
+        np.copyto(top, val, where=take)
+        flat = ((r.first + sh * np.arange(r.hi - r.lo))[:, None] * w
+                + (c.first + sw * np.arange(c.hi - c.lo))[None, :])
+        np.copyto(idx[out], flat, where=take)
+    return best, idx
 
 
 def max_pool2d_backward(grad_output, indices, spec):
@@ -151,7 +245,7 @@ def _avg_divisor(spec, dtype):
     sizes = []
     for o, s, p, k, i in zip(spec.out_size, spec.stride, spec.padding, spec.kernel_size,
                              spec.in_size):
-        start = np.arange(o) * s - p
+        start = np.arange(o, dtype=np.int64) * s - p
         end = np.minimum(start + k, i + p)
         if spec.count_include_pad:
             sizes.append(end - start)
@@ -161,21 +255,27 @@ def _avg_divisor(spec, dtype):
 
 
 def avg_pool2d(x, spec):
-    xp = _padded(x, spec)
     total = np.zeros(x.shape[:2] + spec.out_size, x.dtype)
-    for _, _, sl in _taps(spec):
-        total += xp[sl]
+    if _empty(x, spec):
+        return total
+    for _, _, out, src in _blocks(spec):
+        total[out] += x[src]
     total /= _avg_divisor(spec, x.dtype)
     return total
 
 
 def avg_pool2d_backward(grad_output, spec):
+    n, c = grad_output.shape[:2]
+    gx = np.zeros((n, c) + spec.in_size, grad_output.dtype)
+    if _empty(grad_output, spec):
+        return gx
     g = grad_output / _avg_divisor(spec, grad_output.dtype)
-    n, c = g.shape[:2]
-    kh, kw = spec.kernel_size
-    ho, wo = spec.out_size
-    cols = np.broadcast_to(g[:, :, None, None], (n, c, kh, kw, ho, wo))
-    return _col2im(cols, spec)
+    for _, _, out, src in _blocks(spec):
+        gx[src] += g[out]
+    return gx
+
+
+# --------------------------------------------------------------------------- col2im
 
 
 def _col2im(cols, spec):

@@ -19,7 +19,8 @@ How the pieces fit::
                        Tensor to accumulate into, or None.
     backward(t, g)     orders the nodes reachable from ``t`` (reverse topological), calls
                        each node's backward once with the sum of its output's gradients,
-                       then adds each leaf's gradient into its ``.grad``.
+                       then adds each leaf's gradient into its ``.grad``. (The first one
+                       also tunes glibc's malloc to keep freed activations: _malloc.py.)
     no_grad, enable_grad, set_grad_enabled, inference_mode: grad mode, per thread.
 
 A node holds its inputs' nodes, not the input Tensors, so an activation is kept alive only
@@ -31,6 +32,7 @@ import functools
 import threading
 
 from ._array import as_array, ns
+from ._malloc import keep_freed_memory
 
 __all__ = ["Function", "Context", "backward", "no_grad", "enable_grad", "set_grad_enabled",
            "inference_mode", "is_grad_enabled"]
@@ -259,6 +261,7 @@ def _accumulate(leaf, g, given: set) -> None:
 def backward(root, gradient, retain_graph: bool = False) -> None:
     """Gradients of ``root`` (a Tensor) with ``gradient`` (an array of root's shape, family
     and dtype) into the ``.grad`` of every leaf that requires grad."""
+    keep_freed_memory()
     given: set = set()
     node = root._node
     if node is None:

@@ -5,36 +5,43 @@ Layout of the archive (``np.savez``; every entry a plain array)::
 
     meta                          0-d str: JSON {format, version, arch, channels, image_size,
                                   class_names, dtype, normalization, epoch, optimizer (type,
-                                  hyper-parameters, step counts), rng (NumPy bit-generator
-                                  states), settings (the run's options), history (per epoch)}
-    model/<name>                  each parameter, named as torch's state_dict ("0.weight")
-    optimizer/<name>/<buffer>     the optimizer's per-parameter buffers ("exp_avg", ...)
+                                  param_groups as torch's state_dict has them, step counts),
+                                  rng (NumPy bit-generator states), settings (the run's
+                                  options), history (per epoch)}
+    model/<key>                   each entry of the model's state_dict (parameters and
+                                  buffers), with torch's keys ("conv_layers.0.weight")
+    optimizer/<name>/<buffer>     the optimizer's per-parameter arrays ("exp_avg", ...), for
+                                  any cnnlab.optim optimizer: its state_dict, unpacked
 
 ``load`` rebuilds the named architecture from the meta data and then insists that every
-array is there, has the parameter's shape and the checkpoint's dtype, is finite, and that no
-other entry exists; each failure names the key. ``atomic_write`` is the writer used for
-every file a run leaves behind (temporary file in the same folder, flush, fsync,
-``os.replace``): a crash mid-write leaves the old file whole and no temporary file.
+array is there, has the model's shape and dtype (the checkpoint's float dtype for floating
+entries), is finite, and that no other entry exists; each failure names the key.
+``atomic_write`` is the writer used for every file a run leaves behind (temporary file in
+the same folder, flush, fsync, ``os.replace``): a crash mid-write leaves the old file whole
+and no temporary file.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 from typing import Callable, Optional
 
 import numpy as np
 
-from . import models
+from . import models, optim
 from .data import NORMALIZATION
 
 __all__ = ["CheckpointError", "FORMAT", "VERSION", "atomic_write", "save", "load"]
 
 FORMAT = "cnnlab-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: cnnlab.nn modules (keys "conv_layers.0.weight", buffers)
 _DTYPES = ("float32", "float64")
+_OPTIMIZERS = tuple(n for n in optim.__all__ if n not in ("Optimizer", "lr_scheduler"))
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class CheckpointError(ValueError):
@@ -73,14 +80,20 @@ def _umask() -> int:
     return mask
 
 
+def _generator_state(gen) -> dict:
+    """The NumPy bit-generator state of a NumPy Generator or a cnnlab.Generator."""
+    return (gen if isinstance(gen, np.random.Generator) else gen.numpy).bit_generator.state
+
+
 def save(path, model, *, arch: str, class_names, image_size: int, channels: int,
          optimizer=None, epoch: int = 0, rng: Optional[dict] = None,
          settings: Optional[dict] = None, history: Optional[list] = None) -> None:
     """Write ``model`` (a network from :func:`cnnlab.models.build`) and, for resuming,
-    ``optimizer`` (SGD/Adam), the number of finished ``epoch``s, ``rng`` ({name: NumPy
-    Generator}), the run's ``settings`` and per-epoch ``history`` (JSON-able)."""
-    named = list(model.named_parameters())
-    dtypes = {p.numpy().dtype.name for _, p in named}
+    ``optimizer`` (any cnnlab.optim optimizer over ``model.parameters()``), the number of
+    finished ``epoch``s, ``rng`` ({name: NumPy or cnnlab Generator}), the run's
+    ``settings`` and per-epoch ``history`` (JSON-able)."""
+    state = {k: v.numpy(force=True) for k, v in model.state_dict().items()}
+    dtypes = {a.dtype.name for a in state.values() if a.dtype.kind == "f"}
     if len(dtypes) != 1 or not dtypes <= set(_DTYPES):
         raise CheckpointError(f"{path}: parameters must all be float32 or all float64, got "
                               f"{sorted(dtypes)}")
@@ -90,18 +103,22 @@ def save(path, model, *, arch: str, class_names, image_size: int, channels: int,
         "class_names": [str(c) for c in class_names], "dtype": dtypes.pop(),
         "normalization": dict(NORMALIZATION), "epoch": int(epoch),
         "optimizer": None,
-        "rng": {name: gen.bit_generator.state for name, gen in (rng or {}).items()},
+        "rng": {name: _generator_state(gen) for name, gen in (rng or {}).items()},
         "settings": settings or {}, "history": history or [],
     }
-    arrays = {f"model/{name}": p.numpy() for name, p in named}
+    arrays = {f"model/{k}": a for k, a in state.items()}
     if optimizer is not None:
-        state = optimizer.state_dict()
-        meta["optimizer"] = {"type": type(optimizer).__name__, "hyper": state["hyper"],
-                             "steps": [s["step"] for s in state["state"]]}
-        for (name, _), s in zip(named, state["state"]):
-            for buffer, value in s.items():
-                if buffer != "step" and value is not None:
-                    arrays[f"optimizer/{name}/{buffer}"] = value
+        names = [n for n, _ in model.named_parameters()]
+        packed = optimizer.state_dict()
+        steps = [None] * len(names)
+        for i, entry in packed["state"].items():
+            for key, value in entry.items():
+                if key == "step":
+                    steps[i] = int(value.item())
+                elif value is not None:
+                    arrays[f"optimizer/{names[i]}/{key}"] = value.numpy(force=True)
+        meta["optimizer"] = {"type": type(optimizer).__name__,
+                             "param_groups": packed["param_groups"], "steps": steps}
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -160,8 +177,8 @@ def _meta(path, z) -> dict:
         "settings": lambda v: isinstance(v, dict),
         "history": lambda v: isinstance(v, list),
         "optimizer": lambda v: v is None or (isinstance(v, dict) and v.get("type") in
-                                             ("SGD", "Adam") and isinstance(v.get("hyper"), dict)
-                                             and isinstance(v.get("steps"), list)),
+                                             _OPTIMIZERS and isinstance(v.get("steps"), list)
+                                             and isinstance(v.get("param_groups"), list)),
     }
     for key, ok in rules.items():
         if key not in meta:
@@ -171,12 +188,52 @@ def _meta(path, z) -> dict:
     return meta
 
 
+def _optimizer_meta(path, opt: dict, n: int) -> None:
+    """The optimizer's groups cover the n parameters once each; steps are n counts/None."""
+    steps = opt["steps"]
+    if len(steps) != n or not all(s is None or (isinstance(s, int) and not isinstance(s, bool)
+                                                and s >= 0) for s in steps):
+        _fail(path, f"meta optimizer 'steps' must be {n} counts, got {steps!r}")
+    indices = []
+    for group in opt["param_groups"]:
+        lr = group.get("lr") if isinstance(group, dict) else None
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list) or \
+                not isinstance(lr, (int, float)) or isinstance(lr, bool) or \
+                not (np.isfinite(lr) and lr >= 0):
+            _fail(path, f"meta optimizer has an invalid parameter group {group!r}")
+        indices += group["params"]
+    if sorted(indices) != list(range(n)):
+        _fail(path, f"meta optimizer groups must hold the parameters 0..{n - 1} once each, "
+                    f"got {indices!r}")
+
+
+def _optimizer_state(path, z, opt: dict, params: dict, dtype: str, expected: set) -> dict:
+    """The optimizer's state_dict (torch's layout) from the meta data and its arrays."""
+    names = list(params)
+    _optimizer_meta(path, opt, len(names))
+    state = {i: {"step": step} for i, step in enumerate(opt["steps"]) if step is not None}
+    for key in z.files:
+        if not key.startswith("optimizer/"):
+            continue
+        name, _, buffer = key[len("optimizer/"):].rpartition("/")
+        if name not in params or not _IDENTIFIER.match(buffer) or buffer == "step":
+            continue  # reported as an unexpected key
+        i = names.index(name)
+        if i not in state:
+            _fail(path, f"key {key!r} belongs to a parameter without optimizer steps")
+        state[i][buffer] = _get(path, z, key)
+        _check_array(path, key, state[i][buffer], params[name].shape, dtype)
+        expected.add(key)
+    return {"state": state, "param_groups": opt["param_groups"]}
+
+
 def load(path) -> dict:
     """Read and check a checkpoint written by :func:`save`. Returns a dict:
 
-    model           the network, a ``Sequential`` of NumPy parameters, in eval mode
+    model           the network (a ``CNNClassifier`` on "cpu"), in eval mode
     arch, class_names, image_size, channels, dtype, normalization, epoch, settings, history
-    optimizer       None or {"type": "Adam" | "SGD", "state_dict": for load_state_dict}
+    optimizer       None or {"type": "Adam" | "SGD" | ..., "state_dict": for the
+                    optimizer's ``load_state_dict``}
     rng             {name: NumPy bit-generator state} (``Generator.bit_generator.state = s``)
 
     Raises CheckpointError naming the file and the key that is missing or wrong.
@@ -194,37 +251,22 @@ def load(path) -> dict:
         meta = _meta(path, z)
         dtype = meta["dtype"]
         model = models.build(meta["arch"], meta["channels"], meta["image_size"],
-                             len(meta["class_names"]), rng=0, dtype=dtype)
-        named = list(model.named_parameters())
+                             len(meta["class_names"]), generator=0, dtype=dtype)
         expected = {"meta"}
         state = {}
-        for name, p in named:
+        for name, t in model.state_dict().items():
             key = f"model/{name}"
             state[name] = _get(path, z, key)
-            _check_array(path, key, state[name], p.shape, dtype)
+            _check_array(path, key, state[name], t.shape,
+                         dtype if t.dtype.is_floating_point else t.dtype.name)
             expected.add(key)
         model.load_state_dict(state)
         optimizer = None
         if meta["optimizer"] is not None:
-            opt = meta["optimizer"]
-            from .optim import Adam, SGD
-            buffers = {"SGD": SGD, "Adam": Adam}[opt["type"]]._buffers
-            steps = opt["steps"]
-            if len(steps) != len(named) or not all(isinstance(s, int) and s >= 0 for s in steps):
-                _fail(path, f"meta optimizer 'steps' must be {len(named)} counts, got {steps!r}")
-            per_param = []
-            for (name, p), step in zip(named, steps):
-                entry = {"step": step}
-                for buffer in buffers:
-                    key = f"optimizer/{name}/{buffer}"
-                    entry[buffer] = None
-                    if key in z.files:
-                        entry[buffer] = _get(path, z, key)
-                        _check_array(path, key, entry[buffer], p.shape, dtype)
-                        expected.add(key)
-                per_param.append(entry)
-            optimizer = {"type": opt["type"],
-                         "state_dict": {"hyper": opt["hyper"], "state": per_param}}
+            params = dict(model.named_parameters())
+            optimizer = {"type": meta["optimizer"]["type"],
+                         "state_dict": _optimizer_state(path, z, meta["optimizer"], params,
+                                                        dtype, expected)}
         unexpected = sorted(set(z.files) - expected)
         if unexpected:
             _fail(path, f"unexpected key {unexpected[0]!r}"

@@ -2,8 +2,15 @@
 
 How the pieces fit::
 
-    decode(path, image_size, channels)  Pillow: EXIF rotation, alpha onto black, "L" or
+    list_files(folder, skipped)         the regular files under a folder: each directory
+                                        entered once by (device, inode), so symlink loops
+                                        end; FIFOs, sockets and devices skipped and counted
+    open_image(path)                    a loaded PIL image from a regular file, opened
+                                        without blocking, within Pillow's pixel limit
+    to_8bit(img)                        16-bit and other high-depth modes scaled to 0..255
+    decode(path, image_size, channels)  open_image, EXIF rotation, alpha onto black, "L" or
                                         "RGB", bilinear resize -> uint8 (C, S, S)
+    printable(name)                     a name with control characters escaped, for output
     normalize(uint8 array, dtype)       x / 255 -> [0, 1], the one normalisation (NORMALIZATION
                                         is written into checkpoints); NumPy or torch
     load_image(path, size, channels)    normalize(decode(...)): what predict and show use
@@ -13,13 +20,18 @@ How the pieces fit::
                                         is no test/ folder -> Dataset (uint8 images)
 
 Images stay uint8 (N, C, S, S) until a batch is taken, so a data set costs a quarter of its
-float32 size. A folder's unreadable files (corrupt, truncated, not an image, or over Pillow's
-decompression-bomb limit, which stays on) are skipped and counted; hidden files and
-folders are ignored; a class folder without images is not a class.
+float32 size. A folder's unreadable files (corrupt, truncated, not an image, not a regular
+file, or over Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS``, which stays
+on: every image over it is skipped, also those up to twice over, which Pillow itself only
+warns about) are skipped and counted; hidden files and folders are ignored; a class folder
+without images is not a class. Names from folders and checkpoints go through ``printable``
+before they are printed. A later ``ImageFolder`` calls ``list_files`` and ``decode``.
 """
 from __future__ import annotations
 
 import os
+import stat
+import unicodedata
 import warnings
 from importlib import resources
 from typing import Callable, List, NamedTuple, Optional
@@ -29,7 +41,8 @@ import numpy as np
 from . import _array as A
 
 __all__ = ["DataError", "Dataset", "NORMALIZATION", "CLASS_NAMES", "decode", "normalize",
-           "load_image", "bundled", "load_folder", "split_indices", "load_dataset"]
+           "load_image", "bundled", "load_folder", "split_indices", "load_dataset",
+           "list_files", "open_image", "to_8bit", "printable"]
 
 NORMALIZATION = {"divide_by": 255.0}
 CLASS_NAMES = ["cat", "dog"]  # labels 0 and 1 of the bundled set
@@ -71,11 +84,55 @@ def _check_format(image_size, channels):
         raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
 
 
+def printable(name) -> str:
+    """``name`` (a str, or a path as bytes) for output on one line: control and format
+    characters escaped (newline as ``\\n``, ESC as ``\\x1b``, U+202E as ``\\u202e``), and bytes
+    that are not UTF-8 as ``\\xNN``; anything else, accents and CJK included, unchanged."""
+    text = os.fsdecode(name) if isinstance(name, (bytes, os.PathLike)) else str(name)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:                   # an undecodable byte (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# 16-bit and 32-bit grayscale modes, which Pillow's convert("L") clips at 255.
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_8bit(img):
+    """A high-depth grayscale image (modes I;16*, I, F) as mode "L", scaled linearly from
+    its nominal range to 0..255 and rounded: 16-bit modes from 0..65535; "I" (32-bit) from
+    0..65535 when its values fit there (how Pillow gave 16-bit PNGs), else from its own
+    minimum..maximum; "F" (float) from 0..1 when its finite values lie there, else from their
+    minimum..maximum (NaN counts as the bottom of the range). Other modes are returned as
+    they are."""
+    from PIL import Image
+
+    if img.mode not in _HIGH_DEPTH:
+        return img
+    a = np.asarray(img, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and hi <= 65535):
+        lo, hi = 0.0, 65535.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    a = np.where(np.isnan(a), lo, a)
+    scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8), "L")
+
+
 def _to_array(img, image_size: int, channels: int) -> np.ndarray:
     """A decoded PIL image -> uint8 (channels, image_size, image_size)."""
     from PIL import Image, ImageOps
 
-    img = ImageOps.exif_transpose(img)
+    img = to_8bit(ImageOps.exif_transpose(img))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
@@ -86,19 +143,56 @@ def _to_array(img, image_size: int, channels: int) -> np.ndarray:
     return np.ascontiguousarray(a[None] if channels == 1 else a.transpose(2, 0, 1))
 
 
-def decode(path, image_size: int, channels: int) -> np.ndarray:
-    """Read one image file -> uint8 (channels, image_size, image_size).
+def _open_regular(path):
+    """A binary file object for ``path`` if it is a regular file, else DataError. Opened
+    with O_NONBLOCK, so that a FIFO (say one named x.jpg) cannot block, then checked with
+    fstat on the open descriptor (no window between the check and the open)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
+        | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise DataError(f"cannot read image {printable(path)}: not a regular file "
+                            f"({_file_kind(mode)})", "not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
-    Raises DataError for a file Pillow cannot read (corrupt, truncated, not an image, or
-    larger than ``PIL.Image.MAX_IMAGE_PIXELS`` allows)."""
+
+def _file_kind(mode) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def open_image(path, draft=None):
+    """A loaded PIL image from the file ``path`` (closed again), or DataError with a short
+    ``reason``: not a regular file, not an image, corrupt or truncated, missing, or too
+    large (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``; Pillow itself only refuses twice
+    that). ``draft`` = (mode, (w, h)) lets a JPEG decode at a reduced size."""
     from PIL import Image, UnidentifiedImageError
 
-    _check_format(image_size, channels)
     try:
-        with Image.open(path) as img:
-            img.draft("L" if channels == 1 else "RGB", (image_size, image_size))  # JPEG only
-            img.load()
-            return _to_array(img, image_size, channels)
+        with _open_regular(path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # refused below
+            with Image.open(f) as img:
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and img.width * img.height > limit:
+                    raise Image.DecompressionBombError(
+                        f"{img.width} x {img.height} = {img.width * img.height} pixels, more "
+                        f"than PIL.Image.MAX_IMAGE_PIXELS = {limit}")
+                if draft is not None:
+                    img.draft(*draft)                                # JPEG only
+                img.load()
+                return img
+    except DataError:
+        raise
     except UnidentifiedImageError:
         reason, detail = "not an image", "Pillow cannot identify it"
     except Image.DecompressionBombError as e:
@@ -109,7 +203,17 @@ def decode(path, image_size: int, channels: int) -> np.ndarray:
         reason, detail = "not an image", "a folder"
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason, detail = "corrupt or truncated", str(e)
-    raise DataError(f"cannot read image {path}: {reason} ({detail})", reason)
+    raise DataError(f"cannot read image {printable(path)}: {reason} ({printable(detail)})",
+                    reason)
+
+
+def decode(path, image_size: int, channels: int) -> np.ndarray:
+    """Read one image file -> uint8 (channels, image_size, image_size).
+
+    Raises DataError for a file that cannot be used (see ``open_image``)."""
+    _check_format(image_size, channels)
+    img = open_image(path, ("L" if channels == 1 else "RGB", (image_size, image_size)))
+    return _to_array(img, image_size, channels)
 
 
 def load_image(path, image_size: int, channels: int) -> np.ndarray:
@@ -147,12 +251,47 @@ def _class_folders(folder: str) -> list:
     return [n for n in _visible(os.listdir(folder)) if os.path.isdir(os.path.join(folder, n))]
 
 
-def _files(folder: str) -> list:
-    """Visible files under ``folder`` (recursively, hidden folders skipped), sorted."""
-    out = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = _visible(dirs)
-        out += [os.path.join(root, f) for f in _visible(files)]
+def list_files(folder, skipped: Optional[dict] = None) -> list:
+    """The visible regular files under ``folder`` (recursively, following symlinks), sorted.
+
+    Each directory is entered once, known by (device, inode): a symlink loop or a second
+    link to a folder adds nothing, and a file reached twice (links) is listed once. Hidden
+    entries are ignored. Entries that are not regular files (FIFOs, sockets, devices),
+    broken links and folders that cannot be read are counted in ``skipped`` (reason ->
+    count) when it is given. Nothing here opens a file."""
+    skipped = {} if skipped is None else skipped
+
+    def skip(reason):
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    out, seen_dirs, seen_files = [], set(), set()
+    stack = [os.fspath(folder)]
+    while stack:
+        here = stack.pop()
+        try:
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(here) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")),
+                                 key=lambda e: e.name, reverse=True)
+        except OSError:
+            skip("unreadable folder")
+            continue
+        for e in entries:
+            try:
+                st = os.stat(e.path)                    # follows links
+            except OSError:
+                skip("broken link")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(e.path)
+            elif not stat.S_ISREG(st.st_mode):
+                skip("not a regular file")
+            elif (st.st_dev, st.st_ino) not in seen_files:
+                seen_files.add((st.st_dev, st.st_ino))
+                out.append(e.path)
     return sorted(out)
 
 
@@ -161,13 +300,13 @@ def _read_split(folder, class_names, image_size, channels, skipped, log, progres
     from tqdm import tqdm
 
     paths = [(p, label) for label, name in enumerate(class_names)
-             for p in _files(os.path.join(folder, name))
+             for p in list_files(os.path.join(folder, name), skipped)
              if os.path.isdir(os.path.join(folder, name))]
     images, labels = [], []
     with warnings.catch_warnings():
         # Pillow's UserWarnings (say "Corrupt EXIF data") concern images it still decodes.
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-        for p, label in tqdm(paths, desc=f"reading {folder}", unit="img", leave=False,
+        for p, label in tqdm(paths, desc=f"reading {printable(folder)}", unit="img", leave=False,
                              disable=None if progress else True):
             try:
                 images.append(decode(p, image_size, channels))
@@ -198,10 +337,10 @@ def load_folder(root, image_size: int, channels: int, log: Callable = lambda s: 
     folders = _class_folders(train)
     if not folders:
         raise DataError(f"no class folders in {train} (expected {train}/<class>/<image>)")
-    class_names = [n for n in folders if _files(os.path.join(train, n))]
+    class_names = [n for n in folders if list_files(os.path.join(train, n))]
     for n in folders:
         if n not in class_names:
-            log(f"class folder {os.path.join(train, n)} holds no files: not a class")
+            log(f"class folder {printable(os.path.join(train, n))} holds no files: not a class")
     if len(class_names) < 2:
         raise DataError(f"a classifier needs at least 2 class folders with images in {train}, "
                         f"found {class_names}")
@@ -214,10 +353,10 @@ def load_folder(root, image_size: int, channels: int, log: Callable = lambda s: 
     test = os.path.join(root, "test")
     if os.path.isdir(test):
         unknown = [n for n in _class_folders(test)
-                   if n not in class_names and _files(os.path.join(test, n))]
+                   if n not in class_names and list_files(os.path.join(test, n))]
         if unknown:
-            raise DataError(f"{test} has class folders that {train} has no images for: "
-                            f"{unknown}")
+            raise DataError(f"{printable(test)} has class folders that {printable(train)} has "
+                            f"no images for: {[printable(n) for n in unknown]}")
         x_test, y_test = _read_split(test, class_names, image_size, channels, skipped, log,
                                      progress)
         if len(x_test) == 0:

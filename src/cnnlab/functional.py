@@ -18,7 +18,8 @@ import numpy as np
 from . import _checks
 from ._checks import (ArgumentError, check_floating, check_grad_output, check_rank,
                       conv2d_output_shape, conv_transpose2d_output_shape, pool2d_output_shape)
-from ._dispatch import twin_for
+from ._array import zeros_like
+from ._dispatch import is_tensor, twin_for
 
 __all__ = [
     "conv2d", "conv2d_backward",
@@ -44,14 +45,14 @@ class _Call:
         if a is None:
             return None
         if self.kind == "torch":
-            return a.contiguous()
+            return _default_strides(a.contiguous())
         a = np.ascontiguousarray(a)
         if self.kind == "numpy->torch":
             import torch
             # NumPy calls a size-1 axis with a negative stride contiguous; torch refuses it.
             if not a.flags.writeable or min(a.strides, default=0) < 0:
                 a = a.copy()
-            return torch.from_numpy(a)
+            return _default_strides(torch.from_numpy(a))
         return a
 
     def out(self, a, batched=True):
@@ -64,8 +65,34 @@ class _Call:
         return a
 
 
+def _default_strides(t):
+    """A contiguous tensor viewed with the default strides. A size-1 axis may carry any
+    stride (NumPy's often do), and torch may then take an NCHW tensor with one channel for
+    channels-last, where oneDNN's float32 weight gradient of a strided convolution is wrong
+    (torch 2.13: a 1x1 stride-2 convolution of 8x8 planes, off by 9)."""
+    strides, step = [], 1
+    for size in reversed(t.shape):
+        strides.append(step)
+        step *= max(int(size), 1)
+    strides = tuple(reversed(strides))
+    return t if tuple(t.stride()) == strides else t.as_strided(t.shape, strides)
+
+
 def _batch(a, batched):
     return a if batched else a[None]
+
+
+def _empty(x, w) -> bool:
+    """A convolution with an operand without elements (an empty batch, whose planes may
+    have no rows; no input channels): every sum is over nothing, so the outputs are the
+    bias and the gradients zeros, without a kernel (torch returns no channels at all for
+    no input channels, and oneDNN fails there)."""
+    return _checks.prod(x.shape) == 0 or _checks.prod(w.shape) == 0
+
+
+def _zeros(like, shape):
+    """Zeros of ``shape`` in the family, device and dtype of ``like``."""
+    return like.new_zeros(shape) if is_tensor(like) else np.zeros(shape, like.dtype)
 
 
 def _grad_output(op, grad_output, batched, shape):
@@ -93,14 +120,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                                stride, padding, dilation, groups)
     call = _Call(op, _batch(input, batched), weight, bias)
     x, w, b = call.arrays
+    if _empty(x, w):
+        y = _zeros(w, (x.shape[0], w.shape[0]) + spec.out_size)
+        return call.out(y if b is None else y + b.reshape(1, -1, 1, 1), batched)
     return call.out(call.twin.conv2d(x, w, b, spec), batched)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                    *, output_mask=(True, True, True)):
     """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``.
 
     grad_output has conv2d's output shape; grad_input has input's, grad_weight weight's,
     grad_bias is (C_out,) (the gradient of a bias, whether or not the forward had one).
+    ``output_mask`` (as torch's ``convolution_backward``) skips the gradients marked False,
+    which are then None: a network's first layer needs no input gradient.
     """
     op = "conv2d_backward"
     batched = check_rank("conv2d", input)
@@ -111,9 +144,15 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     call = _Call(op, g4, x4, weight)
     g, x, w = call.arrays
     t = call.twin
-    return (call.out(t.conv2d_grad_input(g, w, spec), batched),
-            call.out(t.conv2d_grad_weight(g, x, spec)),
-            call.out(t.bias_grad(g)))
+    want_input, want_weight, want_bias = output_mask
+    if _empty(x, w):
+        gx, gw = zeros_like(x), zeros_like(w)
+    else:
+        gx = t.conv2d_grad_input(g, w, spec) if want_input else None
+        gw = t.conv2d_grad_weight(g, x, spec) if want_weight else None
+    return (call.out(gx, batched) if want_input else None,
+            call.out(gw) if want_weight else None,
+            call.out(t.bias_grad(g)) if want_bias else None)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
@@ -131,9 +170,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     spec = _checks.conv_transpose2d_spec(_batch(input, batched).shape, weight.shape,
                                          None if bias is None else bias.shape, stride,
                                          padding, output_padding, groups, dilation)
+    c_out = weight.shape[1] * spec.groups
     call = _Call(op, _batch(input, batched), weight, bias)
     x, w, b = call.arrays
-    y = call.twin.conv2d_grad_input(x, w, spec)
+    y = _zeros(w, (x.shape[0], c_out) + spec.in_size) if _empty(x, w) else \
+        call.twin.conv2d_grad_input(x, w, spec)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     return call.out(y, batched)
@@ -153,6 +194,9 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0,
     call = _Call(op, g4, x4, weight)
     g, x, w = call.arrays
     t = call.twin
+    if _empty(x, w):
+        return (call.out(zeros_like(x), batched), call.out(zeros_like(w)),
+                call.out(t.bias_grad(g)))
     # y = A^T x where A is conv2d(., w, spec): dx = A g, dw is conv2d's weight gradient
     # with the roles of input and grad_output swapped.
     return (call.out(t.conv2d(g, w, None, spec), batched),

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from ._checks import ArgumentError, DtypeError, _pair, _size
+from ._checks import ArgumentError, DtypeError, _pair, _size, check_buffer
 
 __all__ = [
     "zero_pad", "conv_single_step", "conv_forward", "conv_backward",
@@ -117,7 +117,9 @@ def zero_pad(X, pad):
     if min(ph, pw) < 0:
         raise ArgumentError("negative padding is not supported")
     m, h, w, c = X.shape
-    out = np.zeros((m, h + 2 * ph, w + 2 * pw, c), X.dtype)
+    shape = (m, h + 2 * ph, w + 2 * pw, c)
+    check_buffer("zero_pad: the padded array", shape, X.dtype.itemsize)
+    out = np.zeros(shape, X.dtype)
     out[:, ph:ph + h, pw:pw + w, :] = X
     return out
 

@@ -15,7 +15,8 @@ import numpy as np
 from . import _array as A
 from . import checkpoint, data
 from ._dispatch import placement, use_backend
-from .layers import softmax
+from .autograd import no_grad
+from .tensor import as_tensor
 
 __all__ = ["predict_proba", "main"]
 
@@ -24,12 +25,14 @@ BATCH = 256
 
 
 def predict_proba(model, images, batch_size: int = BATCH) -> np.ndarray:
-    """Softmax probabilities (N, K) as NumPy for float images (N, C, S, S), NumPy or torch
-    (on the model's device), in batches, in eval mode."""
+    """Softmax probabilities (N, K) as NumPy for float images (N, C, S, S): a Tensor, a
+    NumPy array or a torch tensor on the model's device; in batches, in eval mode."""
     model.eval()
+    images = as_tensor(images)
     out = []
-    for b in range(0, len(images), batch_size):
-        out.append(A.to_numpy(softmax(model.forward(images[b:b + batch_size]))))
+    with no_grad():
+        for b in range(0, len(images), batch_size):
+            out.append(model(images[b:b + batch_size]).softmax(1).numpy(force=True))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -56,7 +59,7 @@ def _run(args) -> int:
     for path in args.images:
         try:
             images.append(data.load_image(path, ckpt["image_size"], ckpt["channels"]))
-            paths.append(path)
+            paths.append(data.printable(path))
         except data.DataError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             status = 1
@@ -64,12 +67,12 @@ def _run(args) -> int:
         return 1
     x = np.stack(images).astype(ckpt["dtype"])
     model = ckpt["model"]
-    if device is not None:
-        model.to(device)
+    if device is not None:  # a torch device, as train's --device
+        model.to("torch:cpu" if device == "cpu" else device)
         x = A.convert(x, device)
     with use_backend(backend):
         probs = predict_proba(model, x)
-    names = ckpt["class_names"]
+    names = [data.printable(n) for n in ckpt["class_names"]]
     width = max(len(p) for p in paths)
     for path, p in zip(paths, probs):
         best = int(np.argmax(p))
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except (ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
         return 1
 
 

@@ -10,7 +10,8 @@ How the pieces fit::
                                      per filter (gray for 1 input channel, colour for 3)
     data.load_image(IMG, ...)        the image, normalised as in training -> (C, S, S)
     feature_maps(model, image)       the activations after each conv block (the last 4-D
-                                     output before the next Conv2d or the classifier)
+                                     output before the next Conv2d or the classifier), seen
+                                     by forward hooks on the model's leaf modules
     feature_maps_<k>.png             one tile per channel of block k
     probabilities.png                the image and a bar per class (predict.predict_proba)
 
@@ -27,10 +28,11 @@ import sys
 
 import numpy as np
 
-from . import _array as A
 from . import checkpoint, data, predict
 from ._checks import ArgumentError
-from .layers import Conv2d
+from .autograd import no_grad
+from .nn import Conv2d
+from .tensor import as_tensor
 
 __all__ = ["main", "build_parser", "first_conv", "feature_maps", "grid_shape",
            "filters_figure", "maps_figure", "probabilities_figure", "save_pictures"]
@@ -47,11 +49,27 @@ NO_MATPLOTLIB = (f"{PROG}: matplotlib is not installed; install the plot extra: 
 
 
 def first_conv(model) -> Conv2d:
-    """The first Conv2d layer of ``model`` (a Sequential)."""
-    for _, layer in model.named_layers():
+    """The first Conv2d module of ``model`` (any nn.Module), in registration order."""
+    for layer in model.modules():
         if isinstance(layer, Conv2d):
             return layer
     raise ArgumentError("the model has no Conv2d layer: there are no filters to show")
+
+
+def _leaf_outputs(model, x) -> list:
+    """(module, output) of every leaf module, in the order their forwards end."""
+    seen = []
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(lambda m, args, out: seen.append((m, out)))
+               for m in leaves]
+    try:
+        model.eval()
+        with no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
 
 
 def feature_maps(model, image) -> list:
@@ -61,14 +79,12 @@ def feature_maps(model, image) -> list:
     with the last layer whose output is still 4-D before the next Conv2d or the classifier
     (so for Conv, ReLU, MaxPool: after the pooling).
     """
-    x = image[None]
     maps, current, seen_conv = [], None, False
-    for layer in model.layers:
+    for layer, x in _leaf_outputs(model, as_tensor(image)[None]):
         if isinstance(layer, Conv2d):
             if current is not None:
                 maps.append(current)
             current, seen_conv = None, True
-        x = layer.forward(x)
         if seen_conv and x.ndim == 4:
             current = x
         elif current is not None:
@@ -76,7 +92,7 @@ def feature_maps(model, image) -> list:
             current = None
     if current is not None:
         maps.append(current)
-    return [A.to_numpy(m)[0] for m in maps]
+    return [m.numpy(force=True)[0] for m in maps]
 
 
 def grid_shape(n: int):
@@ -173,7 +189,8 @@ def save_pictures(checkpoint_path, out, image=None) -> list:
     ckpt = checkpoint.load(checkpoint_path)
     model = ckpt["model"]
     os.makedirs(out, exist_ok=True)
-    written = [_save(filters_figure(first_conv(model).weight), os.path.join(out, "filters.png"))]
+    written = [_save(filters_figure(first_conv(model).weight.numpy(force=True)),
+                     os.path.join(out, "filters.png"))]
     if image is None:
         return written
     x = data.load_image(image, ckpt["image_size"], ckpt["channels"]).astype(ckpt["dtype"])

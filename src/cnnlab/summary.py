@@ -73,8 +73,8 @@ def summary(model: Module, input_size, batch_size: int = -1, device=None, *,
     input goes where the model's parameters are."""
     from .tensor import Tensor
 
-    sizes = [tuple(int(s) for s in input_size)] if isinstance(input_size, tuple) and \
-        not isinstance(input_size[0], (tuple, list)) else [tuple(s) for s in input_size]
+    single = all(isinstance(s, int) for s in input_size)
+    sizes = [tuple(input_size)] if single else [tuple(s) for s in input_size]
     ref = next(iter(model.parameters()), None)
     dtype = ref.dtype if ref is not None else None
     where = ref.device if ref is not None else "cpu"

@@ -76,6 +76,7 @@ class Tensor:
 
     __slots__ = ("_data", "_node", "_requires_grad", "_grad", "__dict__", "__weakref__")
     __array_priority__ = 1000
+    __array_ufunc__ = None  # NumPy defers: np.float64(2) * t calls t.__rmul__, keeps the graph
     __hash__ = object.__hash__
 
     def __init__(self, data=(), *, requires_grad: bool = False):
@@ -180,8 +181,7 @@ class Tensor:
                 raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of "
                                    f"{Size(g.shape)} and output[0] has a shape of "
                                    f"{self.shape}.")
-            g = xp.astype(xp.copy(g) if type(g) is type(self._data) else
-                          place(g, self.device), self._data.dtype)
+            g = xp.copy(place(g, self.device, self.dtype))  # never the caller's memory
         autograd.backward(self, g, bool(retain_graph))
 
     # ------------------------------------------------------------------ description
@@ -334,7 +334,9 @@ class Tensor:
                 raise RuntimeError(f"Expected all tensors to be on the same device, but found "
                                    f"at least two devices, {self.device} and {other.device}!")
             return other
-        if isinstance(other, numbers.Number) and not isinstance(other, np.generic):
+        if isinstance(other, np.generic) and other.ndim == 0:
+            other = other.item()  # a NumPy scalar counts as a Python number, as in torch
+        if isinstance(other, numbers.Number):
             return other
         return Tensor._make(place(np.asarray(other) if not is_torch(other) else other,
                                   self.device))

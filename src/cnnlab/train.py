@@ -11,10 +11,14 @@ How the pieces fit::
                         survives a crash or a NaN; metrics.json beside it
     plot_curves         loss and accuracy per epoch -> curves.png (needs matplotlib)
 
-Randomness: one ``--seed`` feeds ``SeedSequence(seed).spawn``: the train/test split, the
-initial weights, the shuffling and left-right flips (``--augment flip``), dropout. The
-shuffling generator's state goes into the checkpoint, and the learning rate is a function of
-the epoch, so one epoch + ``--resume`` + one epoch equals two epochs bit for bit.
+The model is a ``cnnlab.nn`` Module (``cnnlab.models``), trained as PyTorch code is:
+``optimizer.zero_grad()``, ``loss = criterion(model(x), y)``, ``loss.backward()``,
+``optimizer.step()``. Randomness: one ``--seed`` feeds ``SeedSequence(seed).spawn``: the
+train/test split, the initial weights (a ``cnnlab.Generator``), the shuffling and left-right
+flips (``--augment flip``), dropout (a ``cnnlab.Generator`` made the default while the
+model runs). The shuffling and dropout generators' states go into the checkpoint, and the
+learning rate is a function of the epoch, so one epoch + ``--resume`` + one epoch equals two
+epochs bit for bit.
 Errors in the arguments, the data or a checkpoint end the command with one line on stderr
 and exit status 2 (arguments) or 1.
 """
@@ -31,10 +35,12 @@ import time
 import numpy as np
 
 from . import _array as A
-from . import checkpoint, data, models, optim
+from . import checkpoint, data, models, nn, optim
 from ._dispatch import placement, use_backend
 from ._parallel import get_num_threads, set_num_threads
-from .layers import CrossEntropyLoss, Dropout
+from .autograd import no_grad
+from .random import Generator, use_generator
+from .tensor import as_tensor
 
 __all__ = ["main", "build_parser", "confusion_matrix", "plot_curves", "TrainingStopped"]
 
@@ -193,6 +199,11 @@ def _write_json(path, obj) -> None:
 # --------------------------------------------------------------------------- a run
 
 
+def _generator(seed_sequence) -> Generator:
+    """A cnnlab.Generator seeded from a NumPy SeedSequence."""
+    return Generator().manual_seed(int(seed_sequence.generate_state(1, np.uint64)[0]))
+
+
 class _Run:
     """Everything one training run holds; see the module docstring."""
 
@@ -216,16 +227,15 @@ class _Run:
         self.x_test, self.y_test = A.convert(ds.x_test, device), A.convert(ds.y_test, device)
 
         self.model = models.build(s["arch"], s["channels"], s["image_size"],
-                                  len(self.class_names), rng=np.random.default_rng(init_seed),
+                                  len(self.class_names), generator=_generator(init_seed),
                                   dtype=s["dtype"])
-        dropouts = [l for _, l in self.model.named_layers() if isinstance(l, Dropout)]
-        for layer, seed in zip(dropouts, dropout_seed.spawn(len(dropouts))):
-            layer.rng = np.random.default_rng(seed)
+        self.dropout_gen = _generator(dropout_seed)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
         self.epoch_done, self.history = 0, []
         if resume is not None:
             self._restore(resume)
-        self.model.to(device=device if device is not None else "numpy")
+        # the CLI's --device names a torch device; cnnlab spells torch on the CPU "torch:cpu"
+        self.model.to("cpu" if device is None else "torch:cpu" if device == "cpu" else device)
         if s["optimizer"] == "adam":
             self.optimizer = optim.Adam(self.model.parameters(), lr=s["lr"],
                                         weight_decay=s["weight_decay"])
@@ -234,13 +244,10 @@ class _Run:
                                        momentum=s["momentum"], weight_decay=s["weight_decay"])
         if resume is not None and resume["optimizer"] is not None:
             self.optimizer.load_state_dict(resume["optimizer"]["state_dict"])
-        self.loss = CrossEntropyLoss()
+        self.loss = nn.CrossEntropyLoss()
 
     def _rngs(self) -> dict:
-        out = {"shuffle": self.shuffle_rng}
-        out.update({f"layer/{name}": layer.rng for name, layer in self.model.named_layers()
-                    if isinstance(layer, Dropout)})
-        return out
+        return {"shuffle": self.shuffle_rng, "dropout": self.dropout_gen}
 
     def _restore(self, ckpt) -> None:
         if ckpt["class_names"] != self.class_names:
@@ -253,16 +260,17 @@ class _Run:
                 raise checkpoint.CheckpointError(f"checkpoint {ckpt['path']}: meta rng has no "
                                                  f"{name!r}")
             try:
-                gen.bit_generator.state = ckpt["rng"][name]
+                (gen if isinstance(gen, np.random.Generator) else gen.numpy) \
+                    .bit_generator.state = ckpt["rng"][name]
             except (TypeError, ValueError, KeyError) as e:
                 raise checkpoint.CheckpointError(f"checkpoint {ckpt['path']}: meta rng "
                                                  f"{name!r} is invalid ({e})") from None
         self.epoch_done, self.history = ckpt["epoch"], list(ckpt["history"])
 
     def _batch(self, x, y, idx, flip=None):
-        """Images ``x[idx]`` as floats (mirrored where ``flip``), labels ``y[idx]``."""
+        """Images ``x[idx]`` as float Tensors (mirrored where ``flip``), labels ``y[idx]``."""
         xb = x[idx] if flip is None else A.flip_where(x[idx], flip)
-        return data.normalize(xb, self.s["dtype"]), y[idx]
+        return as_tensor(data.normalize(xb, self.s["dtype"])), as_tensor(y[idx])
 
     def epoch(self, e: int) -> dict:
         """One pass over the shuffled training set; returns loss and accuracy."""
@@ -286,16 +294,18 @@ class _Run:
                 xb, yb = self._batch(self.x_train, self.y_train, perm[b * bs:(b + 1) * bs],
                                      None if flips is None else flips[b * bs:(b + 1) * bs])
                 self.optimizer.zero_grad()
-                logits = self.model.forward(xb)
-                loss = float(self.loss.forward(logits, yb))
+                with use_generator(self.dropout_gen):
+                    logits = self.model(xb)
+                loss_t = self.loss(logits, yb)
+                loss = loss_t.item()
                 if not math.isfinite(loss):
                     raise TrainingStopped(f"Epoch {e}, batch {b + 1}: invalid loss ({loss}), "
                                           "terminating training")
-                self.model.backward(self.loss.backward())
+                loss_t.backward()
                 self.optimizer.step()
                 n = int(yb.shape[0])
                 total_loss += loss * n
-                correct = correct + (A.argmax(logits, 1) == yb).sum()  # no sync on a GPU
+                correct = correct + (logits.argmax(1) == yb).sum()  # no sync on a GPU
                 seen += n
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
                 bar.update(1)
@@ -311,11 +321,12 @@ class _Run:
         """(mean loss, accuracy, predicted classes as NumPy) in eval mode."""
         self.model.eval()
         total, preds = 0.0, []
-        for b in range(0, len(y), EVAL_BATCH):
-            xb, yb = self._batch(x, y, slice(b, b + EVAL_BATCH))
-            logits = self.model.forward(xb)
-            total += float(self.loss.forward(logits, yb)) * int(yb.shape[0])
-            preds.append(A.to_numpy(A.argmax(logits, 1)))
+        with no_grad():
+            for b in range(0, len(y), EVAL_BATCH):
+                xb, yb = self._batch(x, y, slice(b, b + EVAL_BATCH))
+                logits = self.model(xb)
+                total += self.loss(logits, yb).item() * int(yb.shape[0])
+                preds.append(logits.argmax(1).numpy(force=True))
         self.model.train()
         pred = np.concatenate(preds)
         return total / len(pred), float((pred == A.to_numpy(y)).mean()), pred
@@ -393,7 +404,7 @@ def _fit(args, log) -> int:
         skipped = sum(run.ds.skipped.values())
         log(f"data: {run.ds.source}: {run.n_train} train / {run.n_test} test images, "
             f"{s['channels']}x{s['image_size']}x{s['image_size']}, classes "
-            f"{', '.join(run.class_names)}"
+            f"{', '.join(map(data.printable, run.class_names))}"
             + (f"; skipped {skipped} unreadable files {run.ds.skipped}" if skipped else ""))
         opt = (f"Adam lr {s['lr']:g}" if s["optimizer"] == "adam"
                else f"SGD lr {s['lr']:g} momentum {s['momentum']:g}")
@@ -434,7 +445,7 @@ def _fit(args, log) -> int:
             f"{elapsed:.1f} s")
         log(f"test accuracy: {100 * acc:.2f}% ({int(np.trace(cm))}/{run.n_test})")
         log("confusion matrix (rows: true class, columns: predicted class):")
-        log(format_confusion(cm, run.class_names))
+        log(format_confusion(cm, [data.printable(n) for n in run.class_names]))
         png = os.path.join(out, "curves.png")
         wrote = [last_ckpt or "(no new checkpoint)", metrics_path]
         if plot_curves(run.history, png):
@@ -465,7 +476,7 @@ def main(argv=None, log=None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
         return 1
 
 

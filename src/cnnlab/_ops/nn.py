@@ -74,7 +74,8 @@ class Linear(Function):
 
 
 class Conv2d(Function):
-    """``functional.conv2d``; backward: one ``conv2d_backward`` call."""
+    """``functional.conv2d``; backward: one ``conv2d_backward`` call, computing only the
+    gradients needed (no input gradient for a network's first layer)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -85,7 +86,7 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved_tensors
-        return F.conv2d_backward(g, x, w, *ctx.args)
+        return F.conv2d_backward(g, x, w, *ctx.args, output_mask=ctx.needs_input_grad[:3])
 
 
 class ConvTranspose2d(Function):
