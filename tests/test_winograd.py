@@ -1,6 +1,7 @@
 """Convolutions in the shapes the compiled twin computes with Winograd F(4x4, 3x3): 3x3,
-stride 1, no dilation, one group, at least 8 channels on both sides (forward, input
-gradient as the flipped-kernel convolution, weight gradient as the transposed algorithm).
+stride 1, no dilation, one group, at least 8 channels on both sides (forward, and input
+gradient as the flipped-kernel convolution; the weight gradient stays on im2col so that its
+exact zeros stay zero, tested below).
 
 Every twin runs them, so the twins keep agreeing: float64 within 1e-10 of the naive loops
 (``cnnlab.reference``) and of torch's float64 autograd. Float32 Winograd rounds more than a
@@ -107,3 +108,26 @@ def test_winograd_float32_normwise_bound(twin, shape, rng):
         assert a.dtype == np.float32
         err = np.abs(a.astype(np.float64) - e).max() / np.abs(e).max()
         assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weight_gradient_keeps_exact_zeros(twin, dtype, rng):
+    """A weight whose every product x * grad_output is zero gets exactly 0 on every twin, as
+    in torch: input channel 0 is nonzero only in row 0, output channel 0's gradient only in
+    row 3, further apart than the 3x3 kernel reaches but inside one 4x4 Winograd tile. (Its
+    transforms would give rounding noise of ~1e-10 there, which Adam, dividing by the
+    gradient's own size, turns into steps of the full learning rate.)"""
+    x = rng.standard_normal((2, 8, 16, 16)).astype(dtype)
+    x[:, 0, 1:] = 0
+    g = rng.standard_normal((2, 8, 16, 16)).astype(dtype)
+    g[:, 0, :3] = 0
+    g[:, 0, 4:] = 0
+    w = rng.standard_normal((8, 8, 3, 3)).astype(dtype)
+    gw = twin.to_numpy(F.conv2d_backward(twin.to_twin(g), twin.to_twin(x), twin.to_twin(w),
+                                         padding=1)[1])
+    X = torch.from_numpy(x)
+    W = torch.from_numpy(w).requires_grad_()
+    torch.nn.functional.conv2d(X, W, padding=1).backward(torch.from_numpy(g))
+    assert np.all(W.grad.numpy()[0, 0] == 0)
+    assert np.all(gw[0, 0] == 0), gw[0, 0]
+    assert np.abs(gw).max() > 0

@@ -4,8 +4,10 @@
 # result with NumPy and hands raw pointers to a ``nogil`` fused-type (float/double) kernel.
 # A convolution takes one of three algorithms (``_algorithm`` tells which):
 #   Winograd F(4x4, 3x3)  3x3 stride 1, one group, >= 8 channels each side (section
-#                         "Winograd"): forward, input gradient (the flipped-kernel forward),
-#                         weight gradient (the transposed algorithm); 36 GEMMs per block.
+#                         "Winograd"): forward and input gradient (the flipped-kernel
+#                         forward); 36 GEMMs per block. Not the weight gradient: its
+#                         exact zeros (all products zero) must stay zero (see
+#                         conv2d_grad_weight).
 #   direct                forward of float32 layers with <= 4 input channels, stride 1, on
 #                         AVX2+FMA CPUs (section "direct"); their gradients use im2col.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
@@ -793,25 +795,6 @@ cdef inline void _at6(const floating* s, Py_ssize_t ss, floating* o,
         o[3 * os + q] = b + e8 * m3 - eight * m4 + m5
 
 
-cdef inline void _a4(const floating* s, Py_ssize_t ss, floating* o,
-                     Py_ssize_t os) noexcept nogil:
-    """A g: 4 -> 6 (grad_output tiles of the weight gradient)."""
-    cdef floating h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8
-    cdef floating g0, g1, g2, g3
-    cdef Py_ssize_t q
-    for q in range(_LANES):
-        g0 = s[q]
-        g1 = s[ss + q]
-        g2 = s[2 * ss + q]
-        g3 = s[3 * ss + q]
-        o[q] = g0
-        o[os + q] = (g0 + g2) + (g1 + g3)
-        o[2 * os + q] = (g0 + g2) - (g1 + g3)
-        o[3 * os + q] = g0 + h * g1 + q4 * g2 + e8 * g3
-        o[4 * os + q] = g0 - two * g1 + four * g2 - eight * g3
-        o[5 * os + q] = g3
-
-
 cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
                      Py_ssize_t os) noexcept nogil:
     """G g: 3 -> 6 (filters)."""
@@ -829,23 +812,6 @@ cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
         o[3 * os + q] = -(c16 * g0 + c8 * g1 + c4 * g2)
         o[4 * os + q] = c1 * g0 - c2 * g1 + c4 * g2
         o[5 * os + q] = g2
-
-
-cdef inline void _gt6(const floating* s, Py_ssize_t ss, floating* o,
-                      Py_ssize_t os) noexcept nogil:
-    """G^T m: 6 -> 3 (the weight gradient's last step)."""
-    cdef floating third = 1.0 / 3.0, c16 = 16.0 / 15.0, c8 = 8.0 / 15.0, c4 = 4.0 / 15.0
-    cdef floating c2 = 2.0 / 15.0, c1 = 1.0 / 15.0
-    cdef floating m1, m2, m3, m4
-    cdef Py_ssize_t q
-    for q in range(_LANES):
-        m1 = s[ss + q]
-        m2 = s[2 * ss + q]
-        m3 = s[3 * ss + q]
-        m4 = s[4 * ss + q]
-        o[q] = s[q] + third * (m1 - m2) - c16 * m3 + c1 * m4
-        o[os + q] = third * (m1 + m2) - c8 * m3 - c2 * m4
-        o[2 * os + q] = third * (m1 - m2) - c4 * m3 + c4 * m4 + s[5 * ss + q]
 
 
 cdef inline void _rows_in(const floating* src, Py_ssize_t stride, Py_ssize_t rows,
@@ -918,38 +884,28 @@ cdef inline void _gather(const Lanes* ln, const floating* plane, Py_ssize_t w, i
                     d[(i * size + j) * _LANES + q] = src[i * w + j]
 
 
-cdef void _wino_patches(const Wino* p, const floating* src, bint gy, Py_ssize_t t0,
-                        Py_ssize_t nt, floating* v, Py_ssize_t ldv) noexcept nogil:
-    """Transformed patches of the tiles t0 + q (q < nt), v[(xi*C + c)*ldv + q]: of the input
-    (x (n, c, h, w); the 6x6 patch d of a tile's outputs, (B^T d B)[xi]) or, when ``gy``,
-    of grad_output (n, k, ho, wo; the tile's 4x4 outputs g, (A g A^T)[xi]). What lies
-    outside the plane is zero."""
+cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ssize_t nt,
+                        floating* v, Py_ssize_t ldv) noexcept nogil:
+    """Transformed input patches of the tiles t0 + q (q < nt), v[(xi*C + c)*ldv + q]: for
+    x (n, c, h, w) and the 6x6 patch d of a tile's outputs, (B^T d B)[xi]. What lies outside
+    the plane is zero."""
     cdef floating d[36 * _LANES]
     cdef floating e[36 * _LANES]
     cdef floating f[36 * _LANES]
     cdef Lanes ln
     cdef Py_ssize_t q0_, q0, c, i
-    cdef Py_ssize_t channels = p.k if gy else p.c
-    cdef Py_ssize_t h = p.ho if gy else p.h, w = p.wo if gy else p.w
-    cdef int size = 4 if gy else 6
     for q0_ in range((nt + _LANES - 1) // _LANES):
         q0 = q0_ * _LANES
-        _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0 if gy else p.ph,
-               0 if gy else p.pw, h, w, size, channels, &ln)
+        _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), p.ph, p.pw, p.h, p.w, 6, p.c,
+               &ln)
         memset(d, 0, sizeof(d))          # what lies outside the plane, for every channel
-        for c in range(channels):
-            _gather(&ln, src + c * h * w, w, size, d)
-            for i in range(size):         # along each row i: d[i, j] -> e[i, xj]
-                if gy:
-                    _a4(d + i * 4 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
-                else:
-                    _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
+        for c in range(p.c):
+            _gather(&ln, src + c * p.h * p.w, p.w, 6, d)
+            for i in range(6):            # along each row i: d[i, j] -> e[i, xj]
+                _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
             for i in range(6):            # along each column xj: e[., xj] -> f[xi, xj]
-                if gy:
-                    _a4(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
-                else:
-                    _bt6(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
-            _rows_out(f, 36, ln.n, v + c * ldv + q0, channels * ldv)
+                _bt6(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
+            _rows_out(f, 36, ln.n, v + c * ldv + q0, p.c * ldv)
 
 
 cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
@@ -1007,34 +963,6 @@ cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint 
         _rows_out(f, 36, n, u + o * c + i0, k * c)
 
 
-cdef void _wino_weights_of(floating* part, int threads, Py_ssize_t k, Py_ssize_t c,
-                           Py_ssize_t o, floating* gw) noexcept nogil:
-    """gw[o, i] (3x3) = G^T M G for each input i, M[xi] = the sum of part[t][xi, o, i] over
-    the ``threads`` partials (36, k, c), added in thread order into the first (so the
-    result is the same for a given thread count)."""
-    cdef floating d[36 * _LANES]
-    cdef floating e[18 * _LANES]
-    cdef floating f[9 * _LANES]
-    cdef Py_ssize_t i0_, i0, q, n, a, xi, size = 36 * k * c
-    cdef int t
-    for t in range(1, threads):
-        for xi in range(36):
-            for q in range(c):
-                part[(xi * k + o) * c + q] += part[t * size + (xi * k + o) * c + q]
-    memset(d, 0, sizeof(d))              # lanes past the last filter stay zero
-    for i0_ in range((c + _LANES - 1) // _LANES):
-        i0 = i0_ * _LANES
-        n = min(<Py_ssize_t> _LANES, c - i0)
-        _rows_in(part + o * c + i0, k * c, 36, n, d)
-        for a in range(6):                # along each column xj: d[., xj] -> e[a, xj]
-            _gt6(d + a * _LANES, 6 * _LANES, e + a * _LANES, 6 * _LANES)
-        for a in range(3):                # along each row a: e[a, .] -> f[a, b]
-            _gt6(e + a * 6 * _LANES, _LANES, f + a * 3 * _LANES, _LANES)
-        for q in range(n):
-            for a in range(9):
-                gw[(o * c + i0 + q) * 9 + a] = f[a * _LANES + q]
-
-
 cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, floating* u,
                     const floating* bias, floating* y, int n_threads) except -1:
     """y (n, k, ho, wo) = the convolution of x (n, c, h, w) with the filters wt (see
@@ -1061,7 +989,7 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
                 continue
             t0 = item * ldb
             nt = min(ldb, p.tiles - t0)
-            _wino_patches(&p, x, False, t0, nt, v, ldb)
+            _wino_patches(&p, x, t0, nt, v, ldb)
             for xi in range(36):
                 _gemm(False, False, <int> p.k, <int> nt, <int> p.c, <floating> 1,
                       u + xi * p.k * p.c, <int> p.c, v + xi * p.c * ldb, <int> ldb,
@@ -1071,50 +999,6 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
         free(m)
     if failed:
         raise MemoryError("conv2d: cannot allocate the Winograd buffers")
-    return 0
-
-
-cdef int _wino_grad_weight(Wino p, const floating* gy, const floating* x, floating* part,
-                           floating* gw, int n_threads) except -1:
-    """gw (k, c, 3, 3) of the convolution of x (n, c, h, w) giving grad_output gy
-    (n, k, ho, wo). ``part`` holds one zeroed (36, k, c) partial sum per thread."""
-    cdef Py_ssize_t item, t0, nt, xi, o, size = 36 * p.k * p.c
-    cdef Py_ssize_t ldb = p.block
-    cdef int failed = 0
-    cdef int* failed_p = &failed
-    cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
-    cdef floating* v
-    cdef floating* z
-    cdef floating* mine
-    if size == 0:
-        return 0
-    if p.items == 0:
-        memset(gw, 0, p.k * p.c * 9 * sizeof(floating))
-        return 0
-    v = z = mine = NULL                 # thread-private below; set here to quiet -Wall
-    with nogil, parallel(num_threads=threads):
-        v = <floating*> malloc(36 * p.c * ldb * sizeof(floating))
-        z = <floating*> malloc(36 * p.k * ldb * sizeof(floating))
-        mine = part + threadid() * size
-        if v == NULL or z == NULL:
-            failed_p[0] = 1
-        for item in prange(p.items, schedule='static'):
-            if v == NULL or z == NULL:
-                continue
-            t0 = item * ldb
-            nt = min(ldb, p.tiles - t0)
-            _wino_patches(&p, x, False, t0, nt, v, ldb)
-            _wino_patches(&p, gy, True, t0, nt, z, ldb)
-            for xi in range(36):
-                _gemm(False, True, <int> p.k, <int> p.c, <int> nt, <floating> 1,
-                      z + xi * p.k * ldb, <int> ldb, v + xi * p.c * ldb, <int> ldb,
-                      <floating> 1, mine + xi * p.k * p.c, <int> p.c)
-        free(v)
-        free(z)
-        for o in prange(p.k, schedule='static'):     # after the loop's barrier
-            _wino_weights_of(part, threads, p.k, p.c, o, gw)
-    if failed:
-        raise MemoryError("conv2d_grad_weight: cannot allocate the Winograd buffers")
     return 0
 
 
@@ -1316,16 +1200,10 @@ cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:
                       _wptr(y), nt)
 
 
-cdef int _winograd_grad_weight(Wino q, const floating[:, :, :, ::1] gy,
-                               const floating[:, :, :, ::1] x, floating[:, :, :, ::1] part,
-                               floating[:, :, :, ::1] gw, int nt) except -1:
-    return _wino_grad_weight(q, _ptr(gy), _ptr(x), _wptr(part), _wptr(gw), nt)
-
-
 def _algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
     """'winograd', 'direct' or 'im2col': how conv2d computes a convolution of input shape
-    ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its gradients use Winograd when
-    the forward does, else im2col)."""
+    ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its input gradient uses Winograd
+    when the forward does, else im2col; its weight gradient always im2col)."""
     cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
     if _winograd(&p):
         return "winograd"
@@ -1396,22 +1274,11 @@ def conv2d_grad_input(grad_output, weight, spec):
 
 def conv2d_grad_weight(grad_output, x, spec):
     """Gradient (C_out, C_in/groups, kH, kW) of conv2d with respect to its weight;
-    grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W)."""
+    grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W). Always im2col + GEMM: a
+    weight whose products are all zero gets exactly 0, as in torch (Winograd's transforms
+    would leave rounding noise there, which Adam turns into full-size steps)."""
     cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
-    cdef Wino q
     check_gemm_sizes(spec, p.c_in, p.c_out)
-    if _winograd(&p):
-        nt = _num_threads()
-        q = _wino_geometry(p.n, p.c_in, p.c_out, p.h, p.w, p.ho, p.wo, p.ph, p.pw, nt,
-                           x.itemsize)
-        gw = np.empty((p.c_out, p.c_in, 3, 3), x.dtype)
-        part = np.zeros((max(1, min(nt, q.items)), 36, p.c_out, p.c_in), x.dtype)
-        with _one_blas_thread:
-            if x.dtype == np.float32:
-                _winograd_grad_weight[float](q, grad_output, x, part, gw, nt)
-            else:
-                _winograd_grad_weight[double](q, grad_output, x, part, gw, nt)
-        return gw
     _tiles_grad_weight(&p, x.dtype.itemsize)
     _check_columns(&p, x.dtype.itemsize)
     gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)

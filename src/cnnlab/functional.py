@@ -18,7 +18,6 @@ import numpy as np
 from . import _checks
 from ._checks import (ArgumentError, check_floating, check_grad_output, check_rank,
                       conv2d_output_shape, conv_transpose2d_output_shape, pool2d_output_shape)
-from ._array import zeros_like
 from ._dispatch import is_tensor, twin_for
 
 __all__ = [
@@ -32,6 +31,11 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- plumbing
+
+
+def zeros_like(a):
+    """Zeros of ``a``'s shape, dtype, family (NumPy or torch) and device."""
+    return a.new_zeros(a.shape) if is_tensor(a) else np.zeros_like(a)
 
 
 class _Call:

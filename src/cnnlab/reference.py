@@ -127,8 +127,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _unbatch(y.astype(input.dtype), batched)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``.
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    output_mask=(True, True, True)):
+    """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``; a gradient whose
+    ``output_mask`` entry is False is None (as in ``cnnlab.functional``).
 
     grad_output has conv2d's output shape. Each output value ``y[n, co, oh, ow]`` came from
     one window and one filter, so its gradient ``dy`` flows back to both: the window's input
@@ -166,8 +168,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
                     grad_b[co] += grad
     (top, left), (h, w) = spec.padding, spec.in_size
     grad_x = grad_x_pad[:, :, top:top + h, left:left + w]
-    return (_unbatch(grad_x.astype(input.dtype), batched), grad_w.astype(weight.dtype),
-            grad_b.astype(weight.dtype))
+    grads = (_unbatch(grad_x.astype(input.dtype), batched), grad_w.astype(weight.dtype),
+             grad_b.astype(weight.dtype))
+    return tuple(g if want else None for g, want in zip(grads, output_mask))
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
