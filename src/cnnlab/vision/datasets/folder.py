@@ -75,7 +75,8 @@ def make_dataset(directory, class_to_idx=None, extensions=None, is_valid_file=No
             return has_file_allowed_extension(path, extensions)
     instances, found = [], set()
     for name in sorted(class_to_idx):
-        for path in sorted(_data._files(os.path.join(directory, name)), key=_walk_order):
+        for path in sorted(_data.list_files(os.path.join(directory, name), skipped),
+                           key=_walk_order):
             if is_valid_file(path):
                 instances.append((path, class_to_idx[name]))
                 found.add(name)
