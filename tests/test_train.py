@@ -1,12 +1,14 @@
 """python -m cnnlab.train and python -m cnnlab.predict, end to end on small subsets.
 
 Runs are in-process (``train.main(argv)``) except where the test is about the process
-itself (exit status, nothing but one line on stderr).
+itself (exit status, nothing but one line on stderr). The behavioural tests run on every
+twin: ``--backend`` names it, and the tensor twin trains with ``--device cpu``.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -14,24 +16,41 @@ import numpy as np
 import pytest
 
 import cnnlab
-from cnnlab import checkpoint, data, predict, train
+from cnnlab import checkpoint, data, loop, models, optim, predict, train
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 QUICK = ["--arch", "simple", "--limit", "200", "--no-progress"]
+CKPT = train.CHECKPOINT
+
+
+def _placement(twin) -> list:
+    """The command-line options that train on ``twin``."""
+    return ["--backend", str(twin)] + (["--device", "cpu"] if twin.tensors else [])
 
 
 def _run(tmp, *args):
     return train.main(["--out", str(tmp), *QUICK, *args])
 
 
+def _reject_constant(name):
+    raise ValueError(f"metrics.json holds {name}: not strict JSON")
+
+
 def _metrics(folder):
+    """metrics.json, read with a strict parser (no NaN/Infinity tokens)."""
     with open(os.path.join(folder, "metrics.json")) as f:
-        return json.load(f)
+        return json.loads(f.read(), parse_constant=_reject_constant)
 
 
-def _arrays(path):
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k != "meta"}
+def _state(path) -> dict:
+    """A checkpoint's arrays: the weights, the optimizer's buffers and steps, the RNGs."""
+    ck = checkpoint.load(path)
+    out = {f"model/{k}": v.numpy() for k, v in ck["model"].state_dict().items()}
+    for i, entry in ck["optimizer"]["state_dict"]["state"].items():
+        for key, value in entry.items():
+            out[f"optimizer/{i}/{key}"] = np.asarray(getattr(value, "numpy", lambda: value)())
+    out["rng"] = json.dumps(ck["rng"], sort_keys=True)
+    return out
 
 
 def _trajectory(folder):
@@ -57,67 +76,190 @@ def test_short_run_beats_chance(tmp_path, capsys):
     assert m["test_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
     assert m["settings"]["arch"] == "lab" and m["settings"]["lr"] == 1e-3
     assert "confusion matrix" in text and "cat" in text and "dog" in text
-    ck = checkpoint.load(out / "checkpoint.npz")
+    ck = checkpoint.load(out / CKPT)
     assert ck["epoch"] == 3 and ck["class_names"] == ["cat", "dog"]
     if _has_matplotlib():  # curves.png needs the [plot] extra; training runs without it
         assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("placement", [[], ["--backend", "torch", "--device", "cpu"]],
-                         ids=["default-backend", "torch-cpu"])
-def test_resume_equals_straight_run_bit_for_bit(tmp_path, placement):
-    if placement and "torch" not in cnnlab.backends():
-        pytest.skip("torch is not installed")
+def test_resume_equals_straight_run_bit_for_bit(tmp_path, twin):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert _run(straight, "--epochs", "2", *placement) == 0
-    assert _run(split, "--epochs", "1", *placement) == 0
+    where = _placement(twin)
+    assert _run(straight, "--epochs", "2", *where) == 0
+    assert _run(split, "--epochs", "1", *where) == 0
     assert _trajectory(split) == _trajectory(straight)[:1]      # same seed, same losses
-    assert train.main(["--resume", str(split / "checkpoint.npz"), "--epochs", "2",
-                       "--no-progress", *placement]) == 0
+    assert train.main(["--resume", str(split / CKPT), "--epochs", "2",
+                       "--no-progress", *where]) == 0
     assert _trajectory(split) == _trajectory(straight)
-    a, b = _arrays(straight / "checkpoint.npz"), _arrays(split / "checkpoint.npz")
+    a, b = _state(straight / CKPT), _state(split / CKPT)
     assert a.keys() == b.keys() and any(k.startswith("optimizer/") for k in a)
     for k in a:
         assert np.array_equal(a[k], b[k]), k
 
 
+def test_resume_replays_the_cosine_schedule(tmp_path):
+    """Epoch e of a resumed run gets torch's CosineAnnealingLR rate of epoch e."""
+    torch = pytest.importorskip("torch")
+    assert _run(tmp_path, "--epochs", "1", "--lr", "0.01") == 0
+    assert train.main(["--resume", str(tmp_path / CKPT), "--epochs", "3",
+                       "--no-progress"]) == 0
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=3)
+    expected = []
+    for _ in range(3):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [e["lr"] for e in _metrics(tmp_path)["epochs"]] == pytest.approx(expected,
+                                                                           rel=1e-12)
+
+
 def test_resume_keeps_settings(tmp_path, capsys):
     assert _run(tmp_path, "--epochs", "1") == 0
-    ck = str(tmp_path / "checkpoint.npz")
+    ck = str(tmp_path / CKPT)
     assert train.main(["--resume", ck, "--lr", "0.5", "--epochs", "2"]) == 1
     assert "--lr 0.5 differs from the checkpoint's 0.001" in capsys.readouterr().err
     assert train.main(["--resume", ck, "--epochs", "1"]) == 1
     assert "finished 1 epochs" in capsys.readouterr().err
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    clean, broken = tmp_path / "clean", tmp_path / "broken"
-    assert _run(clean, "--epochs", "1") == 0
-    real = train._Run._batch
+def test_runs_are_numbered_and_never_replaced(tmp_path, monkeypatch, capsys):
+    """runs/exp, runs/exp2, ...; a given --out holding a run is refused unless --force."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(3):
+        assert train.main([*QUICK, "--epochs", "1"]) == 0
+    assert sorted(os.listdir("runs")) == ["exp", "exp2", "exp3"]
+    assert all(os.path.exists(os.path.join("runs", d, CKPT)) for d in os.listdir("runs"))
+    first = _state(os.path.join("runs", "exp", CKPT))
+    capsys.readouterr()
+    assert train.main(["--out", "runs/exp", *QUICK, "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "--out runs/exp already holds a run" in err and "--force" in err
+    after = _state(os.path.join("runs", "exp", CKPT))
+    assert all(np.array_equal(first[k], after[k]) for k in first)    # untouched
+    assert train.main(["--out", "runs/exp", *QUICK, "--epochs", "2", "--force"]) == 0
+    assert checkpoint.load(os.path.join("runs", "exp", CKPT))["epoch"] == 2
+
+
+def _interrupt_at_training_batch(monkeypatch, n, error=KeyboardInterrupt):
+    """Make the n-th training batch (counted over the whole run) raise ``error``."""
+    real = train._Images.__getitems__
     calls = {"n": 0}
 
-    def poisoned(self, x, y, idx, flip=None):
-        xb, yb = real(self, x, y, idx, flip)
-        if self.model.training and len(self.history) == 1:   # epoch 2, training batches
+    def patched(self, indices):
+        if self.train:
             calls["n"] += 1
-            if calls["n"] == 3:
-                xb = xb * np.float32("nan")
+            if calls["n"] == n:
+                raise error
+        return real(self, indices)
+
+    monkeypatch.setattr(train._Images, "__getitems__", patched)
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_prints_the_resume_command(tmp_path, monkeypatch,
+                                                                   capsys, twin):
+    out, straight = tmp_path / "run", tmp_path / "straight"
+    where = _placement(twin)
+    assert _run(straight, "--epochs", "2", *where) == 0
+    _interrupt_at_training_batch(monkeypatch, 7 + 3)     # 7 batches of 32 per epoch
+    capsys.readouterr()
+    assert _run(out, "--epochs", "2", *where) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    path = str(out / CKPT)
+    assert f"interrupted; kept {path} (epoch 1)" in err[0]
+    command = err[0].split("continue with: ")[1]
+    assert command == " ".join(["python -m cnnlab.train --resume", shlex.quote(path), *where])
+    assert checkpoint.load(path)["epoch"] == 1
+    monkeypatch.undo()
+    argv = shlex.split(command)[3:]
+    assert train.main(argv + ["--no-progress"]) == 0
+    assert _trajectory(out) == _trajectory(straight)     # continued as if never stopped
+
+
+def test_ctrl_c_before_the_first_checkpoint(tmp_path, monkeypatch, capsys):
+    _interrupt_at_training_batch(monkeypatch, 2)
+    assert _run(tmp_path, "--epochs", "2") == 130
+    err = capsys.readouterr().err
+    assert "interrupted; no checkpoint was written" in err and "--resume" not in err
+    assert not os.path.exists(tmp_path / CKPT)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys,
+                                                           twin):
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    where = _placement(twin)
+    assert _run(clean, "--epochs", "1", *where) == 0
+    real = train._Images.__getitems__
+    calls = {"n": 0}
+
+    def poisoned(self, indices):
+        xb, yb = real(self, indices)
+        if self.train:
+            calls["n"] += 1
+            if calls["n"] == 7 + 3:                      # epoch 2, batch 3
+                xb = xb * float("nan")
         return xb, yb
 
-    monkeypatch.setattr(train._Run, "_batch", poisoned)
+    monkeypatch.setattr(train._Images, "__getitems__", poisoned)
     capsys.readouterr()
-    assert _run(broken, "--epochs", "3") == 1
+    assert _run(broken, "--epochs", "3", *where) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "Epoch 2, batch 3: invalid loss (nan), terminating training" in err[0]
-    assert "last good checkpoint" in err[0] and "(epoch 1)" in err[0]
-    ck = checkpoint.load(broken / "checkpoint.npz")          # finite, epoch 1
-    assert ck["epoch"] == 1
-    a, b = _arrays(clean / "checkpoint.npz"), _arrays(broken / "checkpoint.npz")
+    assert f"kept {broken / CKPT} (epoch 1)" in err[0]
+    a, b = _state(clean / CKPT), _state(broken / CKPT)      # finite, epoch 1
+    assert checkpoint.load(broken / CKPT)["epoch"] == 1
     for k in a:
-        if k.startswith("model/"):
-            assert np.array_equal(a[k], b[k]), k
+        assert np.array_equal(a[k], b[k]), k
     assert len(_metrics(broken)["epochs"]) == 1
+
+
+def test_huge_learning_rate_stops_before_saving(tmp_path, capsys, twin):
+    """--lr 1e6: the loss stays finite in epoch 1 but Adam's buffers overflow; the run
+    stops in one line, and no checkpoint holding them is written."""
+    code = train.main(["--out", str(tmp_path), "--limit", "200", "--epochs", "2",
+                       "--lr", "1e6", "--no-progress", *_placement(twin)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "holds NaN or Inf values" in err[0] and "terminating training" in err[0]
+    assert "no checkpoint was written" in err[0]
+    assert not os.path.exists(tmp_path / CKPT)
+
+
+def test_metrics_json_is_strict(tmp_path):
+    """Non-finite numbers are written as null, and the file parses strictly."""
+    path = tmp_path / "m.json"
+    train._write_json(path, {"a": [1.5, float("nan")], "b": {"c": float("-inf")}, "d": 2})
+    assert json.loads(path.read_text(), parse_constant=_reject_constant) == \
+        {"a": [1.5, None], "b": {"c": None}, "d": 2}
+    with pytest.raises(ValueError, match="NaN"):
+        json.loads('{"a": NaN}', parse_constant=_reject_constant)   # the parser is strict
+
+
+def test_fit_from_python_returns_the_history(twin):
+    """cnnlab.train.fit is the loop the command runs: a DataLoader over the bundled set."""
+    from cnnlab.utils.data import DataLoader, Subset
+    from cnnlab.vision import datasets, transforms
+    assert train.fit is loop.fit
+    tf = transforms.ToTensor()
+    train_set = Subset(datasets.CatsDogs(train=True, transform=tf), range(96))
+    test_set = Subset(datasets.CatsDogs(train=False, transform=tf), range(64))
+    cnnlab.manual_seed(0)
+    model = models.build("simple", 1, 28, 2)
+    device = "torch:cpu" if twin.tensors else None
+    if device:
+        model.to(device)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    stop = loop.TerminateOnNaN()
+    history = train.fit(model, DataLoader(train_set, batch_size=32, shuffle=True),
+                        DataLoader(test_set, batch_size=64), opt, 2, callbacks=[stop],
+                        device=device, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(0.0 <= h["test_accuracy"] <= 1.0 and h["train_loss"] > 0 for h in history)
+    _, acc, pred = train.evaluate(model, DataLoader(test_set, batch_size=64), device=device)
+    assert acc == history[-1]["test_accuracy"] and len(pred) == 64
 
 
 @pytest.mark.parametrize("argv,status,message", [
@@ -127,7 +269,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     (["--channels", "2"], 2, "argument --channels: invalid choice: 2"),
     (["--test-fraction", "1.5"], 1, "--test-fraction must be between 0 and 1"),
     (["--data", "/nonexistent/cats"], 1, "data folder /nonexistent/cats does not exist"),
-    (["--resume", "/nonexistent/c.npz"], 1, "checkpoint /nonexistent/c.npz: no such file"),
+    (["--resume", "/nonexistent/c.npz"], 2, "checkpoint /nonexistent/c.npz: no such file"),
     (["--image-size", "4"], 1, "image_size 4 is too small for the 'lab' architecture"),
     (["--device", "cuda", "--backend", "numpy"], 1, "--device cuda needs --backend torch"),
 ])
@@ -142,6 +284,16 @@ def test_bad_arguments_one_line_no_traceback(tmp_path, capsys, argv, status, mes
     assert "Traceback" not in err
 
 
+def test_resume_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    def exhausted(path):
+        raise MemoryError
+    monkeypatch.setattr(checkpoint, "load", exhausted)
+    assert train.main(["--resume", str(tmp_path / CKPT), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"python -m cnnlab.train: error: checkpoint {tmp_path / CKPT}: " \
+                          "too large to load (out of memory)"
+
+
 def _cli(module, *args):
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
@@ -149,10 +301,10 @@ def _cli(module, *args):
 
 
 def test_process_exit_status_and_single_line(tmp_path):
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    r = _cli("cnnlab.train", "--resume", str(tmp_path / "junk.npz"))
-    assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr.count("\n") == 1 and "not a .npz archive" in r.stderr
+    (tmp_path / CKPT).write_bytes(b"not a checkpoint")
+    r = _cli("cnnlab.train", "--resume", str(tmp_path / CKPT))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and f"checkpoint {tmp_path / CKPT}: " in r.stderr
     r = _cli("cnnlab.train", "--batch-size", "-3")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert _cli("cnnlab.train", "--help").returncode == 0
@@ -171,7 +323,7 @@ def test_cuda_request_without_cuda_is_one_line(tmp_path, capsys):
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     assert train.main(["--out", str(out), "--epochs", "1", *QUICK]) == 0
-    return out / "checkpoint.npz"
+    return out / CKPT
 
 
 def test_predict_prints_probabilities_like_torch(trained, tmp_path, capsys):
@@ -225,12 +377,12 @@ def test_torch_path_on_cuda(tmp_path):
     assert _run(cpu, "--epochs", "1", "--backend", "torch", "--device", "cpu") == 0
     a, b = _metrics(gpu)["epochs"][0], _metrics(cpu)["epochs"][0]
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
-    assert checkpoint.load(gpu / "checkpoint.npz")["epoch"] == 1
+    assert checkpoint.load(gpu / CKPT)["epoch"] == 1
 
 
 def test_resume_without_epochs_keeps_the_runs_own_total(tmp_path, capsys):
     """A resumed run aims at the epochs its checkpoint was started with, not the default
     (the cosine schedule depends on that total)."""
     assert _run(tmp_path, "--epochs", "1") == 0
-    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--no-progress"]) == 1
+    assert train.main(["--resume", str(tmp_path / CKPT), "--no-progress"]) == 1
     assert "finished 1 epochs" in capsys.readouterr().err

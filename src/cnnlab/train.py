@@ -3,46 +3,58 @@
 How the pieces fit::
 
     main(argv)          argparse -> settings (a resumed run takes them from its checkpoint)
-    _Run                the model, optimizer, loss, data on the device, RNGs, history
-      .epoch(e)         shuffled batches: forward, loss, backward, step; a tqdm bar with
-                        the running loss; stops on a NaN/Inf loss naming epoch and batch
-      .evaluate(x, y)   eval-mode logits in batches -> loss, accuracy, predictions
-      .save(out)        checkpoint.npz (atomic) after every epoch, so the last good one
-                        survives a crash or a NaN; metrics.json beside it
+    _output_folder      --out (refused when it holds another run, unless --force), the
+                        resumed checkpoint's folder, or a new runs/exp, runs/exp2, ...
+    _Run                the data set (``cnnlab.data``: bundled or a --data folder) as two
+                        ``DataLoader``s over ``_Images`` (uint8 on the device, batches
+                        normalised and flipped there), the model, optimizer, cosine
+                        scheduler, RNGs, history
+      .fit(callbacks)   ``cnnlab.loop.fit`` (also ``cnnlab.train.fit``): PyTorch's loop with
+                        TerminateOnNaN (a NaN/Inf loss, weight or optimizer buffer stops the
+                        run before anything is saved) and Checkpoint (``checkpoint.save``
+                        and metrics.json after every epoch, atomically)
     plot_curves         loss and accuracy per epoch -> curves.png (needs matplotlib)
 
 The model is a ``cnnlab.nn`` Module (``cnnlab.models``), trained as PyTorch code is:
 ``optimizer.zero_grad()``, ``loss = criterion(model(x), y)``, ``loss.backward()``,
 ``optimizer.step()``. Randomness: one ``--seed`` feeds ``SeedSequence(seed).spawn``: the
-train/test split, the initial weights (a ``cnnlab.Generator``), the shuffling and left-right
-flips (``--augment flip``), dropout (a ``cnnlab.Generator`` made the default while the
-model runs). The shuffling and dropout generators' states go into the checkpoint, and the
-learning rate is a function of the epoch, so one epoch + ``--resume`` + one epoch equals two
-epochs bit for bit.
-Errors in the arguments, the data or a checkpoint end the command with one line on stderr
-and exit status 2 (arguments) or 1.
+train/test split, the initial weights (a ``cnnlab.Generator``), the loader's shuffling and
+left-right flips (``--augment flip``; one ``cnnlab.Generator``), dropout (another, made the
+default while the model runs). Both generators' states go into the checkpoint, and a resumed
+run replays the scheduler's steps, so one epoch + ``--resume`` + one epoch equals two epochs
+bit for bit. Ctrl-C names the checkpoint kept (the last finished epoch's) and the
+``--resume`` command that continues it (exit status 130).
+Errors end the command with one line on stderr and exit status 2 (arguments, an unusable
+checkpoint) or 1 (data, settings, a stopped run).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import math
 import os
+import shlex
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from . import _array as A
-from . import checkpoint, data, models, nn, optim
+from . import checkpoint, data, imagestats, models, nn, optim
 from ._dispatch import placement, use_backend
 from ._parallel import get_num_threads, set_num_threads
-from .autograd import no_grad
-from .random import Generator, use_generator
+from .loop import (Callback, Checkpoint, EarlyStopping, TerminateOnNaN, TrainingStopped,
+                   evaluate, fit)
+from .random import Generator, resolve
 from .tensor import as_tensor
+from .utils.data import DataLoader, Dataset
 
-__all__ = ["main", "build_parser", "confusion_matrix", "plot_curves", "TrainingStopped"]
+__all__ = ["main", "build_parser", "fit", "evaluate", "Callback", "TerminateOnNaN",
+           "EarlyStopping", "Checkpoint", "TrainingStopped", "confusion_matrix",
+           "plot_curves"]
 
 PROG = "python -m cnnlab.train"
 EVAL_BATCH = 256
@@ -51,10 +63,8 @@ DEFAULTS = dict(data=None, arch="lab", epochs=25, batch_size=32, lr=1e-3, optimi
                 seed=0, test_fraction=0.2, limit=None, augment="flip", schedule="cosine")
 # Settings that define a run; a resumed run keeps the checkpoint's.
 RUN_KEYS = tuple(DEFAULTS)
-
-
-class TrainingStopped(RuntimeError):
-    """Training ended early: a NaN or Inf loss."""
+CHECKPOINT = "checkpoint.safetensors"   # the file in the run folder
+RUNS = "runs"                           # numbered run folders go under it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "and activations; selects the torch backend (which defaults to cpu)")
     g.add_argument("--threads", type=_positive(int), help=f"threads of the kernels (default "
                    f"{get_num_threads()})")
-    g.add_argument("--out", metavar="DIR", help="folder for checkpoint.npz, metrics.json, "
-                   "curves.png (default runs/, or the resumed checkpoint's folder)")
+    g.add_argument("--out", metavar="DIR", help=f"folder for {CHECKPOINT}, metrics.json, "
+                   f"curves.png (default: a new numbered folder {RUNS}/exp, {RUNS}/exp2, ...; "
+                   "when resuming, the checkpoint's folder)")
+    g.add_argument("--force", action="store_true", help="let --out replace the run a "
+                   "folder already holds")
     g.add_argument("--resume", metavar="FILE", help="continue the run saved in FILE")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -184,18 +197,6 @@ def plot_curves(history, path) -> bool:
     return True
 
 
-def learning_rate(s: dict, epoch: int) -> float:
-    """The learning rate of ``epoch`` (1-based) under the run's schedule."""
-    if s["schedule"] == "constant":
-        return s["lr"]
-    return s["lr"] * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / s["epochs"]))
-
-
-def _write_json(path, obj) -> None:
-    text = json.dumps(obj, indent=2) + "\n"
-    checkpoint.atomic_write(path, lambda f: f.write(text.encode()))
-
-
 # --------------------------------------------------------------------------- a run
 
 
@@ -204,11 +205,50 @@ def _generator(seed_sequence) -> Generator:
     return Generator().manual_seed(int(seed_sequence.generate_state(1, np.uint64)[0]))
 
 
+class _Images(Dataset):
+    """uint8 images (N, C, H, W) and int64 labels (N,), on the run's device, as a Dataset.
+
+    ``__getitems__(indices)`` (what the DataLoader calls) gives a whole batch at once:
+    ``(images as a float Tensor of dtype scaled to [0, 1], labels as an int64 Tensor)``, with
+    each image mirrored left-right with probability 1/2 when ``flip`` (drawn from the
+    batch's own generator, which the DataLoader seeds from its ``generator``). The loader
+    takes it as it is (``collate_fn=_as_batch``)."""
+
+    def __init__(self, images, labels, dtype: str, flip: bool = False, train: bool = False):
+        self.images, self.labels = images, labels
+        self.dtype, self.flip, self.train = dtype, flip, train
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i):
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
+
+    def __getitems__(self, indices):
+        idx = A.convert(np.asarray(indices, np.int64), _device_of(self.labels))
+        x = self.images[idx]
+        if self.flip:
+            x = A.flip_where(x, A.convert(resolve().numpy.random(len(indices)) < 0.5,
+                                          _device_of(self.labels)))
+        return as_tensor(data.normalize(x, self.dtype)), as_tensor(self.labels[idx])
+
+
+def _device_of(array):
+    """The torch device of ``array``, or None for a NumPy array."""
+    return getattr(array, "device", None) if A.is_tensor(array) else None
+
+
+def _as_batch(batch):
+    """collate_fn of the _Images loaders: ``__getitems__`` gave the batch already."""
+    return batch
+
+
 class _Run:
     """Everything one training run holds; see the module docstring."""
 
     def __init__(self, s: dict, device, log, progress: bool, resume=None):
-        self.s, self.device, self.log, self.progress = s, device, log, progress
+        self.s, self.log, self.progress = s, log, progress
         split_seed, limit_seed, init_seed, shuffle_seed, dropout_seed = \
             np.random.SeedSequence(s["seed"]).spawn(5)
         ds = data.load_dataset(s["data"], s["image_size"], s["channels"],
@@ -219,19 +259,26 @@ class _Run:
             keep = np.sort(np.random.default_rng(limit_seed)
                            .permutation(len(y_train))[:s["limit"]])
             x_train, y_train = x_train[keep], y_train[keep]
-        self.ds = ds
-        self.class_names = ds.class_names
+        self.ds, self.class_names = ds, ds.class_names
         self.n_train, self.n_test = len(y_train), len(ds.y_test)
+        self.y_test = ds.y_test
+        self.training_data = {"name": ds.source, "images": self.n_train,
+                              "stats": imagestats.summarize(x_train)}
         # The whole (uint8) data set goes to the device once; batches are taken there.
-        self.x_train, self.y_train = A.convert(x_train, device), A.convert(y_train, device)
-        self.x_test, self.y_test = A.convert(ds.x_test, device), A.convert(ds.y_test, device)
+        self.shuffle_gen, self.dropout_gen = _generator(shuffle_seed), _generator(dropout_seed)
+        self.train_loader = DataLoader(
+            _Images(A.convert(x_train, device), A.convert(y_train, device), s["dtype"],
+                    flip=s["augment"] == "flip", train=True),
+            batch_size=s["batch_size"], shuffle=True, generator=self.shuffle_gen,
+            collate_fn=_as_batch)
+        self.test_loader = DataLoader(
+            _Images(A.convert(ds.x_test, device), A.convert(ds.y_test, device), s["dtype"]),
+            batch_size=EVAL_BATCH, collate_fn=_as_batch)
 
         self.model = models.build(s["arch"], s["channels"], s["image_size"],
                                   len(self.class_names), generator=_generator(init_seed),
                                   dtype=s["dtype"])
-        self.dropout_gen = _generator(dropout_seed)
-        self.shuffle_rng = np.random.default_rng(shuffle_seed)
-        self.epoch_done, self.history = 0, []
+        self.history = []
         if resume is not None:
             self._restore(resume)
         # the CLI's --device names a torch device; cnnlab spells torch on the CPU "torch:cpu"
@@ -244,10 +291,30 @@ class _Run:
                                        momentum=s["momentum"], weight_decay=s["weight_decay"])
         if resume is not None and resume["optimizer"] is not None:
             self.optimizer.load_state_dict(resume["optimizer"]["state_dict"])
-        self.loss = nn.CrossEntropyLoss()
+        self.scheduler = self._scheduler()
+
+    @property
+    def epoch_done(self) -> int:
+        return len(self.history)
+
+    def _scheduler(self):
+        """torch's CosineAnnealingLR over the run's epochs (None for a constant rate). A
+        resumed run replays the steps of the epochs done, so its rates are a straight run's
+        bit for bit."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.s["lr"]
+            group.pop("initial_lr", None)
+        if self.s["schedule"] == "constant":
+            return None
+        scheduler = optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.s["epochs"])
+        with warnings.catch_warnings():   # "step() before optimizer.step()": a replay
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(self.epoch_done):
+                scheduler.step()
+        return scheduler
 
     def _rngs(self) -> dict:
-        return {"shuffle": self.shuffle_rng, "dropout": self.dropout_gen}
+        return {"shuffle": self.shuffle_gen, "dropout": self.dropout_gen}
 
     def _restore(self, ckpt) -> None:
         if ckpt["class_names"] != self.class_names:
@@ -260,84 +327,43 @@ class _Run:
                 raise checkpoint.CheckpointError(f"checkpoint {ckpt['path']}: meta rng has no "
                                                  f"{name!r}")
             try:
-                (gen if isinstance(gen, np.random.Generator) else gen.numpy) \
-                    .bit_generator.state = ckpt["rng"][name]
+                gen.numpy.bit_generator.state = ckpt["rng"][name]
             except (TypeError, ValueError, KeyError) as e:
                 raise checkpoint.CheckpointError(f"checkpoint {ckpt['path']}: meta rng "
                                                  f"{name!r} is invalid ({e})") from None
-        self.epoch_done, self.history = ckpt["epoch"], list(ckpt["history"])
+        if len(ckpt["history"]) != ckpt["epoch"]:
+            raise checkpoint.CheckpointError(
+                f"checkpoint {ckpt['path']}: {len(ckpt['history'])} history rows for "
+                f"{ckpt['epoch']} epochs")
+        self.history = list(ckpt["history"])
 
-    def _batch(self, x, y, idx, flip=None):
-        """Images ``x[idx]`` as float Tensors (mirrored where ``flip``), labels ``y[idx]``."""
-        xb = x[idx] if flip is None else A.flip_where(x[idx], flip)
-        return as_tensor(data.normalize(xb, self.s["dtype"])), as_tensor(y[idx])
+    def fit(self, callbacks) -> list:
+        """The epochs left, through :func:`cnnlab.loop.fit`."""
+        return fit(self.model, self.train_loader, self.test_loader, self.optimizer,
+                   self.s["epochs"], scheduler=self.scheduler, callbacks=callbacks,
+                   history=self.history, generator=self.dropout_gen,
+                   progress=None if self.progress else False, log=self.log)
 
-    def epoch(self, e: int) -> dict:
-        """One pass over the shuffled training set; returns loss and accuracy."""
-        from tqdm import tqdm
-
-        start = time.perf_counter()
-        self.model.train()
-        self.optimizer.param_groups[0]["lr"] = learning_rate(self.s, e)
-        bs = self.s["batch_size"]
-        perm = A.convert(self.shuffle_rng.permutation(self.n_train), self.device)
-        flips = None
-        if self.s["augment"] == "flip":  # drawn once per epoch, in shuffled order
-            flips = A.convert(self.shuffle_rng.random(self.n_train) < 0.5, self.device)
-        n_batches = -(-self.n_train // bs)
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=n_batches, desc=f"epoch {e}/{self.s['epochs']}", unit="batch",
-                   leave=False, disable=None if self.progress else True,
-                   file=sys.stderr)
-        try:
-            for b in range(n_batches):
-                xb, yb = self._batch(self.x_train, self.y_train, perm[b * bs:(b + 1) * bs],
-                                     None if flips is None else flips[b * bs:(b + 1) * bs])
-                self.optimizer.zero_grad()
-                with use_generator(self.dropout_gen):
-                    logits = self.model(xb)
-                loss_t = self.loss(logits, yb)
-                loss = loss_t.item()
-                if not math.isfinite(loss):
-                    raise TrainingStopped(f"Epoch {e}, batch {b + 1}: invalid loss ({loss}), "
-                                          "terminating training")
-                loss_t.backward()
-                self.optimizer.step()
-                n = int(yb.shape[0])
-                total_loss += loss * n
-                correct = correct + (logits.argmax(1) == yb).sum()  # no sync on a GPU
-                seen += n
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
-                bar.update(1)
-        finally:
-            bar.close()
-        test_loss, test_acc, _ = self.evaluate(self.x_test, self.y_test)
-        return {"epoch": e, "train_loss": total_loss / seen,
-                "train_accuracy": int(correct) / seen,
-                "test_loss": test_loss, "test_accuracy": test_acc,
-                "seconds": round(time.perf_counter() - start, 3)}
-
-    def evaluate(self, x, y):
-        """(mean loss, accuracy, predicted classes as NumPy) in eval mode."""
-        self.model.eval()
-        total, preds = 0.0, []
-        with no_grad():
-            for b in range(0, len(y), EVAL_BATCH):
-                xb, yb = self._batch(x, y, slice(b, b + EVAL_BATCH))
-                logits = self.model(xb)
-                total += self.loss(logits, yb).item() * int(yb.shape[0])
-                preds.append(logits.argmax(1).numpy(force=True))
-        self.model.train()
-        pred = np.concatenate(preds)
-        return total / len(pred), float((pred == A.to_numpy(y)).mean()), pred
+    def evaluate(self):
+        """(mean loss, accuracy, predicted classes as NumPy) on the test set."""
+        return evaluate(self.model, self.test_loader, nn.CrossEntropyLoss())
 
     def save(self, out: str) -> str:
-        path = os.path.join(out, "checkpoint.npz")
+        path = os.path.join(out, CHECKPOINT)
         checkpoint.save(path, self.model, arch=self.s["arch"], class_names=self.class_names,
                         image_size=self.s["image_size"], channels=self.s["channels"],
                         optimizer=self.optimizer, epoch=self.epoch_done, rng=self._rngs(),
-                        settings=self.s, history=self.history)
+                        settings=self.s, history=self.history,
+                        **_training_data_keyword(self.training_data))
         return path
+
+
+def _training_data_keyword(training_data: dict) -> dict:
+    """{"training_data": ...} where checkpoint.save takes it (the safetensors checkpoints),
+    else {} (shim until that branch is merged)."""
+    if "training_data" in inspect.signature(checkpoint.save).parameters:
+        return {"training_data": training_data}
+    return {}
 
 
 # --------------------------------------------------------------------------- the command
@@ -366,6 +392,62 @@ def _settings(args, resume) -> dict:
     return s
 
 
+def _numbered_folder(root: str = RUNS, name: str = "exp") -> str:
+    """Create and return the first free ``root/exp``, ``root/exp2``, ``root/exp3``, ..."""
+    os.makedirs(root, exist_ok=True)
+    n = 1
+    while True:
+        path = os.path.join(root, name if n == 1 else f"{name}{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _output_folder(args):
+    """Where the run writes: --out (refused if it holds another run's checkpoint, unless
+    --force), the resumed checkpoint's folder, or None: a new numbered folder under runs/,
+    made once the run is ready to start (:func:`_numbered_folder`)."""
+    own = os.path.dirname(os.path.abspath(args.resume)) if args.resume else None
+    if args.out is None:
+        return own
+    if os.path.abspath(args.out) != own and not args.force:
+        for name in (CHECKPOINT, "checkpoint.npz"):
+            held = os.path.join(args.out, name)
+            if os.path.exists(held):
+                raise ValueError(f"--out {args.out} already holds a run ({held}); pass "
+                                 f"--force to replace it, or --resume {held} to continue it")
+    os.makedirs(args.out, exist_ok=True)
+    return args.out
+
+
+def _resume_command(path: str, args) -> str:
+    """The command that continues the run saved at ``path`` on the same kernels."""
+    words = [PROG, "--resume", path]
+    for flag in ("backend", "device", "threads"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag}", str(getattr(args, flag))]
+    return " ".join(shlex.quote(w) if i else w for i, w in enumerate(words))
+
+
+def _finite_json(obj):
+    """``obj`` with NaN/Inf floats replaced by None (strict JSON has no such numbers)."""
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _write_json(path, obj) -> None:
+    """Strict JSON (non-finite numbers as null), written atomically."""
+    text = json.dumps(_finite_json(obj), indent=2, allow_nan=False) + "\n"
+    checkpoint.atomic_write(path, lambda f: f.write(text.encode()))
+
+
 @contextlib.contextmanager
 def _threads(n: int, backend: str):
     """Use n threads in the kernels and torch inside the block; restore afterwards. BLAS
@@ -391,15 +473,20 @@ def _threads(n: int, backend: str):
 
 
 def _fit(args, log) -> int:
-    resume = checkpoint.load(args.resume) if args.resume else None
+    try:
+        resume = checkpoint.load(args.resume) if args.resume else None
+    except MemoryError:
+        raise checkpoint.CheckpointError(f"checkpoint {args.resume}: too large to load "
+                                         "(out of memory)") from None
     s = _settings(args, resume)
     backend, device = placement(args.backend, args.device)
-    out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume else "runs")
-    os.makedirs(out, exist_ok=True)
+    out = _output_folder(args)
     threads = args.threads or get_num_threads()
-    progress = not args.no_progress
-    with use_backend(backend), _threads(threads, backend):
-        run = _Run(s, device, log, progress, resume)
+    # NaN/Inf are reported by TerminateOnNaN in one line, not by NumPy's warnings
+    with use_backend(backend), _threads(threads, backend), \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        run = _Run(s, device, log, not args.no_progress, resume)
+        out = out or _numbered_folder()
         n_params = sum(int(np.prod(p.shape)) for p in run.model.parameters())
         skipped = sum(run.ds.skipped.values())
         log(f"data: {run.ds.source}: {run.n_train} train / {run.n_test} test images, "
@@ -414,44 +501,46 @@ def _fit(args, log) -> int:
         if resume is not None:
             log(f"resuming {args.resume} after epoch {run.epoch_done}")
         metrics_path = os.path.join(out, "metrics.json")
-        last_ckpt = None
+        first = run.epoch_done
+
+        saved = {"epoch": first}
+
+        def save(state):
+            path = run.save(out)
+            saved["epoch"] = run.epoch_done
+            _write_json(metrics_path, _metrics(run, s, backend, device, threads))
+            return path
+
+        saver = Checkpoint(save)
         start = time.perf_counter()
-        stopped = None
         try:
-            for e in range(run.epoch_done + 1, s["epochs"] + 1):
-                h = run.epoch(e)
-                run.history.append(h)
-                run.epoch_done = e
-                last_ckpt = run.save(out)
-                _write_json(metrics_path, _metrics(run, s, backend, device, threads))
-                log(f"epoch {e:>{len(str(s['epochs']))}}/{s['epochs']}  train loss "
-                    f"{h['train_loss']:.4f}  train acc {100 * h['train_accuracy']:6.2f}%  "
-                    f"test loss {h['test_loss']:.4f}  test acc {100 * h['test_accuracy']:6.2f}%"
-                    f"  {h['seconds']:.1f} s")
-        except TrainingStopped as e:
-            stopped = str(e)
+            run.fit([TerminateOnNaN(), saver])      # the NaN check before the save
+        except (TrainingStopped, KeyboardInterrupt) as e:
+            kept = saver.last or args.resume
+            where = (f"kept {kept} (epoch {saved['epoch']})" if kept
+                     else "no checkpoint was written")
+            if isinstance(e, TrainingStopped):
+                print(f"{PROG}: {e}; {where}", file=sys.stderr)
+                return 1
+            print(f"{PROG}: interrupted; {where}" + (
+                f"; continue with: {_resume_command(kept, args)}" if kept else ""),
+                file=sys.stderr)
+            return 130
         elapsed = time.perf_counter() - start
-        if stopped:
-            where = (f"the last good checkpoint is {last_ckpt} (epoch {run.epoch_done})"
-                     if last_ckpt else
-                     (f"the last good checkpoint is {args.resume}" if args.resume
-                      else "no checkpoint was written"))
-            print(f"{PROG}: {stopped}; {where}", file=sys.stderr)
-            return 1
-        _, acc, pred = run.evaluate(run.x_test, run.y_test)
-        cm = confusion_matrix(A.to_numpy(run.y_test), pred, len(run.class_names))
+        _, acc, pred = run.evaluate()
+        cm = confusion_matrix(run.y_test, pred, len(run.class_names))
         _write_json(metrics_path, _metrics(run, s, backend, device, threads, cm))
-        log(f"trained {s['epochs'] - (resume['epoch'] if resume else 0)} epochs in "
-            f"{elapsed:.1f} s")
+        log(f"trained {s['epochs'] - first} epochs in {elapsed:.1f} s")
         log(f"test accuracy: {100 * acc:.2f}% ({int(np.trace(cm))}/{run.n_test})")
         log("confusion matrix (rows: true class, columns: predicted class):")
         log(format_confusion(cm, [data.printable(n) for n in run.class_names]))
         png = os.path.join(out, "curves.png")
-        wrote = [last_ckpt or "(no new checkpoint)", metrics_path]
+        wrote = [saver.last or "(no new checkpoint)", metrics_path]
         if plot_curves(run.history, png):
             wrote.append(png)
         else:
-            log("matplotlib is not installed: curves.png skipped (pip install cnnlab[plot])")
+            log('matplotlib is not installed: curves.png skipped (pip install "cnnlab[plot]"; '
+                'from a source folder: pip install ".[plot]")')
         log("wrote " + ", ".join(wrote))
     return 0
 
@@ -472,6 +561,12 @@ def main(argv=None, log=None) -> int:
     log = log or (lambda text: print(text, flush=True))
     try:
         return _fit(args, log)
+    except checkpoint.CheckpointError as e:
+        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
