@@ -238,7 +238,7 @@ def test_train_and_predict_print_names_escaped(tmp_path):
     image = str(root / "train" / "dog" / "0.png")
     predict = subprocess.run(
         [sys.executable, "-m", "cnnlab.predict", "--checkpoint",
-         str(tmp_path / "run" / "checkpoint.npz"), image, str(tmp_path / "x.jpg")],
+         str(tmp_path / "run" / "checkpoint.safetensors"), image, str(tmp_path / "x.jpg")],
         capture_output=True, text=True, timeout=60, env=env)
     assert predict.returncode == 1, predict.stdout + predict.stderr   # the FIFO failed
     assert "not a regular file" in predict.stderr

@@ -100,7 +100,7 @@ def test_resume_equals_straight_run_bit_for_bit(tmp_path, twin):
 def test_resume_replays_the_cosine_schedule(tmp_path):
     """Epoch e of a resumed run gets torch's CosineAnnealingLR rate of epoch e."""
     torch = pytest.importorskip("torch")
-    assert _run(tmp_path, "--epochs", "1", "--lr", "0.01") == 0
+    assert _run(tmp_path, "--epochs", "1", "--lr", "0.01", "--limit", "64") == 0
     assert train.main(["--resume", str(tmp_path / CKPT), "--epochs", "3",
                        "--no-progress"]) == 0
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
@@ -226,6 +226,28 @@ def test_huge_learning_rate_stops_before_saving(tmp_path, capsys, twin):
     assert "holds NaN or Inf values" in err[0] and "terminating training" in err[0]
     assert "no checkpoint was written" in err[0]
     assert not os.path.exists(tmp_path / CKPT)
+
+
+def test_checkpoint_gets_the_training_data(tmp_path, monkeypatch):
+    """Where checkpoint.save takes ``training_data`` (the safetensors checkpoints), the run
+    passes the data set's name, size and imagestats.summarize of its training images."""
+    from cnnlab import imagestats
+    seen = {}
+    real = checkpoint.save
+
+    def save(path, model, *, training_data=None, **kw):
+        seen.update(training_data)
+        return real(path, model, **kw)
+
+    monkeypatch.setattr(checkpoint, "save", save)
+    assert _run(tmp_path, "--epochs", "1") == 0
+    assert seen["name"] == data.BUNDLED_NAME and seen["images"] == 200
+    x, _, _ = data.bundled()
+    whole = imagestats.summarize(x)                   # all 1,989 images: close to the 200's
+    assert seen["stats"].keys() == whole.keys()
+    for name, s in seen["stats"].items():
+        assert s["p1"] <= s["mean"] <= s["p99"]
+        assert s["mean"] == pytest.approx(whole[name]["mean"], rel=0.1), name
 
 
 def test_metrics_json_is_strict(tmp_path):
