@@ -39,6 +39,7 @@ from typing import Callable, List, NamedTuple, Optional
 import numpy as np
 
 from . import _array as A
+from . import _progress
 
 __all__ = ["DataError", "Dataset", "NORMALIZATION", "CLASS_NAMES", "decode", "normalize",
            "load_image", "bundled", "load_folder", "split_indices", "load_dataset",
@@ -297,23 +298,23 @@ def list_files(folder, skipped: Optional[dict] = None) -> list:
 
 def _read_split(folder, class_names, image_size, channels, skipped, log, progress):
     """Decode folder/<class>/* for the given classes -> (uint8 images, int64 labels)."""
-    from tqdm import tqdm
-
     paths = [(p, label) for label, name in enumerate(class_names)
              for p in list_files(os.path.join(folder, name), skipped)
              if os.path.isdir(os.path.join(folder, name))]
     images, labels = [], []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), \
+            _progress.bar(len(paths), f"reading {printable(folder)}",
+                          enabled=None if progress else False, unit="img", leave=False) as bar:
         # Pillow's UserWarnings (say "Corrupt EXIF data") concern images it still decodes.
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-        for p, label in tqdm(paths, desc=f"reading {printable(folder)}", unit="img", leave=False,
-                             disable=None if progress else True):
+        for p, label in paths:
             try:
                 images.append(decode(p, image_size, channels))
                 labels.append(label)
             except DataError as e:
                 skipped[e.reason] = skipped.get(e.reason, 0) + 1
                 log(f"skipped: {e}")
+            bar.update(1)
     if not images:
         return np.zeros((0, channels, image_size, image_size), np.uint8), np.zeros(0, np.int64)
     return np.stack(images), np.asarray(labels, np.int64)
