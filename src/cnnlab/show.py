@@ -232,6 +232,8 @@ def curves_figure(history):
     history: rows as ``cnnlab.loop.fit`` returns them (``epoch``, ``train_loss``,
     ``train_accuracy`` and, with a test loader, ``test_loss``, ``test_accuracy``;
     accuracies are fractions, drawn in %)."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] for h in history]
     fig = _new_figure(figsize=(9, 3.6), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -242,6 +244,7 @@ def curves_figure(history):
             if history and f"{split}_{key}" in history[0]:
                 ax.plot(epochs, [h[f"{split}_{key}"] * scale for h in history], style,
                         label=split, markersize=4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
