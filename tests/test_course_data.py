@@ -3,18 +3,22 @@ subclass reading a Kaggle-layout folder with Pillow), transforms, ``DataLoader``
 ``CNNClassifier``, the training loop and the evaluation, written for torch and torchvision
 (COURSE_DATA below plus test_course.COURSE) and run with only the import lines changed,
 on a Kaggle-layout folder written from the bundled silhouettes. It must reach 90% test
-accuracy. (The course's network and loop alone are checked against torch's numbers in
-test_course.py.)
+accuracy. README.md shows this code (a test checks it is the same, byte for byte). (The
+course's network and loop alone are checked against torch's numbers in test_course.py.)
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+from pathlib import Path
 
 import pytest
 
 from test_course import COURSE
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 TORCH_IMPORTS = """\
 import os
@@ -39,9 +43,11 @@ from cnnlab.vision import transforms
 """
 
 COURSE_DATA = '''
+DATA_DIR = "cats_and_dogs"      # a Kaggle download: train/<class>/*.jpg, test/<class>/*.jpg
 IMG_SIZE = 28
 BATCH_SIZE = 32
 NUM_EPOCHS = 5
+history = []                    # the loss of every step (train_model appends to it)
 torch.manual_seed(0)
 
 
@@ -82,6 +88,7 @@ test_loader = DataLoader(test_dataset, batch_size=BATCH_SIZE, shuffle=False)
 '''
 
 COURSE_RUN = '''
+
 model = CNNClassifier().to(device)
 criterion = nn.CrossEntropyLoss()
 optimizer = optim.Adam(model.parameters(), lr=0.001)
@@ -115,8 +122,30 @@ def kaggle_folder(tmp_path_factory):
     return datasets.export_catsdogs(tmp_path_factory.mktemp("kaggle") / "cats_and_dogs")
 
 
-def test_course_part_two_trains_on_cnnlab(kaggle_folder):
-    namespace = {"DATA_DIR": str(kaggle_folder), "history": [], "__name__": "course"}
+def _readme_block(marker: str) -> str:
+    """The body of the ```python block that follows the line ``<!-- marker -->`` in
+    README.md."""
+    text = README.read_text(encoding="utf-8")
+    head = f"<!-- {marker} -->\n```python\n"
+    start = text.index(head) + len(head)
+    return text[start:text.index("\n```\n", start) + 1]
+
+
+def test_readme_shows_this_code():
+    """README.md's section on the course's code shows exactly what this file runs: the
+    code on cnnlab, and a table of the import lines that changed, torch's beside cnnlab's."""
+    assert _readme_block("course part 2 on cnnlab") == on_cnnlab(course_source())
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## The course's PyTorch code on cnnlab"):]
+    rows = re.findall(r"^\| `([^`]+)` \| `([^`]+)` \|$", section[:section.index("```")], re.M)
+    changed = [(a, b) for a, b in zip(TORCH_IMPORTS.splitlines(), CNNLAB_IMPORTS.splitlines())
+               if a != b]
+    assert rows == changed
+
+
+def test_course_part_two_trains_on_cnnlab(kaggle_folder, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(kaggle_folder))      # DATA_DIR = "cats_and_dogs"
+    namespace = {"__name__": "course"}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(on_cnnlab(course_source()), "<course part 2>", "exec"), namespace)

@@ -157,3 +157,42 @@ def test_python_dash_m(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(tmp_path / "cli" / "filters.png")]
     assert _png(tmp_path / "cli" / "filters.png")[0] == (400, 450)
+
+
+@plot
+def test_a_figure_ending_a_cell_is_shown_inline(tmp_path):
+    """IPython's own display formatter (what Jupyter calls on a cell's last value) finds a
+    PNG for each figure, without pyplot's inline backend, and it is the picture the command
+    writes."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    ckpt = _checkpoint(tmp_path, "simple")
+    assert show.main(["--checkpoint", ckpt, "--out", str(tmp_path / "cmd")]) == 0
+    model = checkpoint.load(ckpt)["model"]
+    fig = show.filters_figure(show.first_conv(model).weight)   # a tensor that requires grad
+    data, _ = formatters.DisplayFormatter().format(fig)
+    assert data["text/plain"].startswith("<Figure size 400x450")
+    inline = tmp_path / "inline.png"
+    inline.write_bytes(data["image/png"])
+    size, pixels = _png(inline)
+    assert size == (400, 450)
+    np.testing.assert_array_equal(pixels, _png(tmp_path / "cmd" / "filters.png")[1])
+
+
+@plot
+def test_curves_figure_draws_the_history(tmp_path):
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + e / 10,
+             "test_loss": 1.5 / e, "test_accuracy": 0.4 + e / 10} for e in (1, 2, 3)]
+    fig = show.curves_figure(rows)
+    lines = {(ax.get_title(), line.get_label()): (list(line.get_xdata()), line.get_ydata())
+             for ax in fig.axes for line in ax.get_lines()}
+    assert sorted(lines) == [("accuracy (%)", "test"), ("accuracy (%)", "train"),
+                             ("cross-entropy loss", "test"), ("cross-entropy loss", "train")]
+    np.testing.assert_allclose(lines["cross-entropy loss", "test"][1], [1.5, 0.75, 0.5])
+    np.testing.assert_allclose(lines["accuracy (%)", "train"][1], [60, 70, 80])
+    assert all(x == [1, 2, 3] for x, _ in lines.values())
+    (tmp_path / "c.png").write_bytes(fig._repr_png_())
+    assert _png(tmp_path / "c.png")[0] == (900, 360)
+    no_test = show.curves_figure([{k: v for k, v in r.items() if not k.startswith("test")}
+                                  for r in rows])
+    assert [line.get_label() for ax in no_test.axes for line in ax.get_lines()] == \
+        ["train", "train"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -124,3 +126,18 @@ def test_float64_sizes_use_eight_bytes():
 
 def test_exported_from_package():
     assert cnnlab.summary is summary
+
+
+def test_a_repl_shows_the_table_once():
+    """In Python's REPL the table is printed once, and nothing is echoed after it (the
+    REPL echoes what the last expression returns; summary returns None, as torchsummary
+    does). The control line shows that the REPL does echo values."""
+    code = ("import cnnlab\nfrom cnnlab import models\n"
+            "m = models.build('simple', 1, 28, 2)\n"
+            "cnnlab.summary(m, (1, 28, 28))\n"
+            "'echoed' + '!'\n")
+    r = subprocess.run([sys.executable, "-i", "-q"], input=code, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    expected = _torchsummary(TorchClassifier(1, 15, 2, (16,), None, 2), (1, 28, 28))
+    assert r.stdout == expected + "'echoed!'\n"

@@ -14,14 +14,22 @@ How the pieces fit::
                                      by forward hooks on the model's leaf modules
     feature_maps_<k>.png             one tile per channel of block k
     probabilities.png                the image and a bar per class (predict.predict_proba)
+    curves_figure(history)           loss and accuracy per epoch (cnnlab.loop.fit's rows)
 
-Every figure is a fixed grid of ``TILE``-inch tiles at ``DPI`` dots per inch, so a PNG's
+Each ``*_figure`` function returns a matplotlib Figure made without pyplot (no global
+state, nothing to close). Its ``_repr_png_`` draws it, so a figure that ends a Jupyter
+cell shows inline, whether or not pyplot's inline backend was ever loaded; the command
+saves the same figures as PNG files.
+
+Every figure of tiles is a fixed grid of ``TILE``-inch tiles at ``DPI`` dots per inch, so a PNG's
 size follows from the number of tiles (16 filters: a 4 x 4 grid, 400 x 450 pixels).
 matplotlib is the optional extra ``plot``; without it the command exits with one line.
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import io
 import math
 import os
 import sys
@@ -35,7 +43,8 @@ from .nn import Conv2d
 from .tensor import as_tensor
 
 __all__ = ["main", "build_parser", "first_conv", "feature_maps", "grid_shape",
-           "filters_figure", "maps_figure", "probabilities_figure", "save_pictures"]
+           "filters_figure", "maps_figure", "probabilities_figure", "curves_figure",
+           "save_pictures"]
 
 PROG = "python -m cnnlab.show"
 DPI = 100
@@ -57,16 +66,19 @@ def first_conv(model) -> Conv2d:
 
 
 def _leaf_outputs(model, x) -> list:
-    """(module, output) of every leaf module, in the order their forwards end."""
+    """(module, output) of every leaf module, in the order their forwards end (in eval
+    mode; the model is left in the mode it was in)."""
     seen = []
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(lambda m, args, out: seen.append((m, out)))
                for m in leaves]
+    was_training = model.training
     try:
         model.eval()
         with no_grad():
             model(x)
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     return seen
@@ -101,6 +113,16 @@ def grid_shape(n: int):
     return -(-n // cols), cols
 
 
+def _array(a) -> np.ndarray:
+    """A NumPy float64 copy of an array, a cnnlab tensor or a torch tensor (detached, on
+    the host)."""
+    if hasattr(a, "detach"):
+        a = a.detach()
+    if not isinstance(a, np.ndarray) and hasattr(a, "numpy"):
+        a = a.numpy(force=True)
+    return np.asarray(a, dtype=np.float64)
+
+
 def _unit(a):
     """a scaled to [0, 1] (a constant array -> 0.5)."""
     lo, hi = float(a.min()), float(a.max())
@@ -110,14 +132,35 @@ def _unit(a):
 # --------------------------------------------------------------------------- the figures
 
 
-def _figure(rows, cols, title, width=None):
-    """A matplotlib Figure of rows x cols tiles (no pyplot, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+@functools.lru_cache(maxsize=None)
+def _figure_class():
+    """matplotlib's Figure with ``_repr_png_`` (made on first use: matplotlib is optional)."""
+    from matplotlib import figure
 
-    w = TILE * cols if width is None else width
-    fig = Figure(figsize=(w, TILE * rows + TITLE), dpi=DPI)
+    class Figure(figure.Figure):       # its repr stays matplotlib's "<Figure size ...>"
+        def _repr_png_(self) -> bytes:
+            """The PNG that IPython shows for a figure ending a cell."""
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=self.dpi)
+            return buffer.getvalue()
+
+    return Figure
+
+
+def _new_figure(**kwargs):
+    """A Figure with an Agg canvas (no pyplot, no global state) that Jupyter shows inline;
+    ``kwargs`` go to matplotlib's Figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _figure_class()(**kwargs)
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure(rows, cols, title, width=None):
+    """A Figure of rows x cols tiles of ``TILE`` inches under a title."""
+    w = TILE * cols if width is None else width
+    fig = _new_figure(figsize=(w, TILE * rows + TITLE), dpi=DPI)
     fig.suptitle(title, fontsize=9)
     top = TILE * rows / (TILE * rows + TITLE)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=top - 0.01, wspace=0.1,
@@ -134,9 +177,10 @@ def _tiles(fig, rows, cols, pictures, cmap):
 
 
 def filters_figure(weight, title="first layer filters"):
-    """weight (C_out, C_in, kH, kW) -> a Figure with one tile per filter, each scaled to its
-    own [min, max]; C_in = 3 is shown in colour, otherwise the mean over input channels."""
-    w = np.asarray(weight, dtype=np.float64)
+    """weight (C_out, C_in, kH, kW) (an array or a tensor, e.g. ``conv.weight``) -> a
+    Figure with one tile per filter, each scaled to its own [min, max]; C_in = 3 is shown
+    in colour, otherwise the mean over input channels."""
+    w = _array(weight)
     if w.ndim != 4:
         raise ArgumentError(f"expected a weight of shape (C_out, C_in, kH, kW), got {w.shape}")
     if w.shape[1] == 3:
@@ -150,7 +194,9 @@ def filters_figure(weight, title="first layer filters"):
 
 
 def maps_figure(maps, title):
-    """maps (C, H, W) -> a Figure with one tile per channel (viridis, each autoscaled)."""
+    """maps (C, H, W) (an array or a tensor) -> a Figure with one tile per channel
+    (viridis, each autoscaled)."""
+    maps = _array(maps)
     rows, cols = grid_shape(len(maps))
     fig = _figure(rows, cols, title)
     _tiles(fig, rows, cols, list(maps), "viridis")
@@ -158,11 +204,13 @@ def maps_figure(maps, title):
 
 
 def probabilities_figure(image, probabilities, class_names):
-    """The input image (C, S, S) beside a bar chart of the class probabilities: a Figure of
-    3 x 3 tiles' height and 6 tiles' width."""
+    """The input image (C, S, S) with values in [0, 1] beside a bar chart of the class
+    probabilities (K,) (arrays or tensors): a Figure of 3 x 3 tiles' height and 6 tiles'
+    width."""
+    probabilities = _array(probabilities).reshape(-1)
     fig = _figure(3, 6, "prediction: " + class_names[int(np.argmax(probabilities))])
     ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
-    img = np.asarray(image, dtype=np.float64)
+    img = _array(image)
     ax_img.imshow(img.transpose(1, 2, 0) if img.shape[0] == 3 else img[0], cmap="gray",
                   vmin=0.0, vmax=1.0)
     ax_img.set_axis_off()
@@ -175,6 +223,32 @@ def probabilities_figure(image, probabilities, class_names):
     for k, p in enumerate(probabilities):
         ax_bar.text(k, float(p) + 0.02, f"{p:.2f}", ha="center", fontsize=8)
     fig.subplots_adjust(left=0.05, right=0.97, bottom=0.12, wspace=0.35)
+    return fig
+
+
+def curves_figure(history):
+    """Loss and accuracy per epoch, train and test, side by side: a 9 x 3.6-inch Figure.
+
+    history: rows as ``cnnlab.loop.fit`` returns them (``epoch``, ``train_loss``,
+    ``train_accuracy`` and, with a test loader, ``test_loss``, ``test_accuracy``;
+    accuracies are fractions, drawn in %)."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [h["epoch"] for h in history]
+    fig = _new_figure(figsize=(9, 3.6), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, key, title in ((ax_loss, "loss", "cross-entropy loss"),
+                           (ax_acc, "accuracy", "accuracy (%)")):
+        scale = 100.0 if key == "accuracy" else 1.0
+        for split, style in (("train", "o-"), ("test", "s--")):
+            if history and f"{split}_{key}" in history[0]:
+                ax.plot(epochs, [h[f"{split}_{key}"] * scale for h in history], style,
+                        label=split, markersize=4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
     return fig
 
 
