@@ -31,6 +31,7 @@ import inspect
 import math
 import os
 import re
+import stat
 import zipfile
 from typing import Optional
 
@@ -328,6 +329,8 @@ def _optimizer(path, spec, params: dict, dtype: str, read) -> dict:
 def _old_format(path) -> bool:
     """An .npz checkpoint of an earlier cnnlab (a zip archive holding meta.npy)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block open()
+            return False
         with zipfile.ZipFile(path) as z:
             return "meta.npy" in z.namelist()
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
