@@ -229,8 +229,8 @@ def test_huge_learning_rate_stops_before_saving(tmp_path, capsys, twin):
 
 
 def test_checkpoint_gets_the_training_data(tmp_path, monkeypatch):
-    """Where checkpoint.save takes ``training_data`` (the safetensors checkpoints), the run
-    passes the data set's name, size and imagestats.summarize of its training images."""
+    """The run passes checkpoint.save the data set's name, size and imagestats.summarize of
+    its training images, with colour 0 for the bundled silhouettes (gray at the source)."""
     from cnnlab import imagestats
     seen = {}
     real = checkpoint.save
@@ -244,6 +244,7 @@ def test_checkpoint_gets_the_training_data(tmp_path, monkeypatch):
     assert seen["name"] == data.BUNDLED_NAME and seen["images"] == 200
     x, _, _ = data.bundled()
     whole = imagestats.summarize(x)                   # all 1,989 images: close to the 200's
+    assert seen["stats"].pop("colour") == {"p1": 0.0, "p99": 0.0, "mean": 0.0}
     assert seen["stats"].keys() == whole.keys()
     for name, s in seen["stats"].items():
         assert s["p1"] <= s["mean"] <= s["p99"]
@@ -361,7 +362,8 @@ def test_predict_prints_probabilities_like_torch(trained, tmp_path, capsys):
     code = predict.main(["--checkpoint", str(trained), *paths, str(tmp_path / "bad.png")])
     out, err = capsys.readouterr()
     assert code == 1 and "bad.png" in err and "not an image" in err
-    lines = out.strip().splitlines()
+    trained_on, *lines = out.strip().splitlines()
+    assert trained_on.startswith(f"model trained on {data.BUNDLED_NAME}: ")
     assert len(lines) == 2
     # the same network in torch, with the checkpoint's weights, on the PNGs' pixels / 255
     ck = checkpoint.load(trained)
@@ -382,7 +384,7 @@ def test_predict_prints_probabilities_like_torch(trained, tmp_path, capsys):
 
 
 def test_predict_errors(trained, tmp_path, capsys):
-    assert predict.main(["--checkpoint", str(tmp_path / "none.npz"), "x.png"]) == 1
+    assert predict.main(["--checkpoint", str(tmp_path / "none.npz"), "x.png"]) == 2
     assert "no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         predict.main(["--checkpoint", str(trained)])           # no image

@@ -13,12 +13,15 @@ A few numbers describe each image as the network sees it (uint8, (C, H, W), valu
 training images (a small JSON-able dict stored in checkpoints). ``unusual(image, summary)``
 lists the numbers of one image that lie outside the training range widened by a quarter
 of its width plus ``SLACK``; ``describe`` words them for ``python -m cnnlab.predict``.
+``training_data(name, images)`` is what a checkpoint stores about its training set
+({"name", "images", "stats"}); ``check_training_data`` refuses a malformed one.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FEATURES", "features", "summarize", "unusual", "describe", "SLACK"]
+__all__ = ["FEATURES", "features", "summarize", "unusual", "describe", "SLACK",
+           "training_data", "check_training_data"]
 
 FEATURES = ("brightness", "contrast", "midtones", "colour")
 SLACK = 0.05
@@ -74,3 +77,34 @@ def describe(found: list) -> str:
     """``unusual``'s list in words: "midtones 0.83 (training 0.02..0.11), ..."."""
     return ", ".join(f"{name} {value:.2f} (training images {low:.2f}..{high:.2f})"
                      for name, value, low, high in found)
+
+
+def training_data(name: str, images: np.ndarray, colour_images=None) -> dict:
+    """{"name", "images" (the count), "stats" (``summarize``)} for uint8 training images
+    (N, C, H, W): what a checkpoint keeps so that a prediction can say what the model saw."""
+    return {"name": str(name), "images": int(len(images)),
+            "stats": summarize(images, colour_images)}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def check_training_data(value) -> None:
+    """Raise ValueError naming the first wrong entry of a stored ``training_data``."""
+    if not isinstance(value, dict) or set(value) != {"name", "images", "stats"}:
+        raise ValueError(f"must be a dict with 'name', 'images' and 'stats', got "
+                         f"{str(value)[:80]}")
+    if not isinstance(value["name"], str) or not 0 < len(value["name"]) <= 4096:
+        raise ValueError(f"'name' must be a non-empty string, got {str(value['name'])[:80]}")
+    n = value["images"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"'images' must be a positive count, got {str(n)[:80]}")
+    stats = value["stats"]
+    if not isinstance(stats, dict) or not set(stats) <= set(FEATURES):
+        raise ValueError(f"'stats' must map some of {', '.join(FEATURES)} to ranges")
+    for name, s in stats.items():
+        if not (isinstance(s, dict) and set(s) == {"p1", "p99", "mean"}
+                and all(_number(v) for v in s.values()) and s["p1"] <= s["p99"]):
+            raise ValueError(f"'stats' {name!r} must be finite p1 <= p99 and a mean, got "
+                             f"{str(s)[:80]}")

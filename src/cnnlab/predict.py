@@ -2,8 +2,12 @@
 
 Each image is read with :func:`cnnlab.data.load_image` at the checkpoint's size and
 channels (the training data's normalisation), the model's logits go through a softmax, and
-one line per image gives the predicted class and every class's probability. An unreadable
-image gets an error line on stderr; the others are still classified (exit status 1).
+one line per image gives the predicted class and every class's probability. A first line
+says what the model was trained on (the checkpoint's ``training_data`` and image format);
+an image far from those training images (``imagestats.unusual``: a colour photograph
+given to a silhouette model) gets a warning on stderr naming what differs. An unreadable
+image gets an error line on stderr; the others are still classified (exit status 1). A
+checkpoint that cannot be used ends the command with one line and exit status 2.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import sys
 import numpy as np
 
 from . import _array as A
-from . import checkpoint, data
+from . import checkpoint, data, imagestats
 from ._dispatch import placement, use_backend
 from .autograd import no_grad
 from .tensor import as_tensor
@@ -44,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Print each image's class probabilities under a "
                 "checkpoint written by python -m cnnlab.train.")
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint.npz")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint written by python -m cnnlab.train")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--backend", choices=("cython", "numpy", "torch"),
                    help="kernels (default: cython where compiled, else numpy)")
@@ -52,13 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def trained_on(ckpt: dict) -> str:
+    """One line: the data set, its size and the image format the model was trained on."""
+    size, c = ckpt["image_size"], ckpt["channels"]
+    image = f"{size}x{size} {'grayscale' if c == 1 else 'RGB'} images"
+    info = ckpt.get("training_data")
+    if info is None:
+        return f"model trained on {image} (the checkpoint does not say which data set)"
+    return f"model trained on {data.printable(info['name'])}: {info['images']:,} {image}"
+
+
+def unlike_training(path, ckpt: dict, image) -> str:
+    """'' or the ways ``image`` (uint8 (C, S, S), as the model sees it) differs from the
+    training images, from the statistics stored in the checkpoint."""
+    info = ckpt.get("training_data")
+    if info is None:
+        return ""
+    colour = data.decode(path, ckpt["image_size"], 3) if ckpt["channels"] == 1 else None
+    return imagestats.describe(imagestats.unusual(image, info["stats"], colour))
+
+
 def _run(args) -> int:
     backend, device = placement(args.backend, args.device)   # arguments before files
     ckpt = checkpoint.load(args.checkpoint)
-    images, paths, status = [], [], 0
+    print(trained_on(ckpt))
+    images, paths, warnings, status = [], [], [], 0
     for path in args.images:
         try:
-            images.append(data.load_image(path, ckpt["image_size"], ckpt["channels"]))
+            image = data.decode(path, ckpt["image_size"], ckpt["channels"])
+            warnings.append(unlike_training(path, ckpt, image))
+            images.append(data.normalize(image))
             paths.append(data.printable(path))
         except data.DataError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
@@ -74,11 +101,14 @@ def _run(args) -> int:
         probs = predict_proba(model, x)
     names = [data.printable(n) for n in ckpt["class_names"]]
     width = max(len(p) for p in paths)
-    for path, p in zip(paths, probs):
+    for path, p, warning in zip(paths, probs, warnings):
         best = int(np.argmax(p))
         detail = "  ".join(f"{n} {v:.4f}" for n, v in zip(names, p))
         print(f"{path:<{width}}  {names[best]:>{max(map(len, names))}} {100 * p[best]:5.1f}%"
               f"   ({detail})")
+        if warning:
+            print(f"{PROG}: warning: {path} is unlike the training images, so this "
+                  f"prediction means little: {warning}", file=sys.stderr, flush=True)
     return status
 
 
@@ -86,6 +116,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
+    except checkpoint.CheckpointError as e:
+        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 1
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
         return 1

@@ -13,6 +13,10 @@ How the pieces fit::
       structure         the nest with each tensor replaced by its name, as strict JSON in
                         the header's metadata ("cnnlab.structure")
     load(path)          the same object back, tensors as cnnlab Tensors on ``map_location``
+    open_lazy(path)     the same object with each tensor as a ``Declared`` (name, dtype,
+                        shape from the header; nothing read yet) and a function that reads
+                        one: a caller (``checkpoint.load``) checks shapes before reading
+    atomic_write        the writer of every file cnnlab leaves behind
 
 A file from elsewhere is read warily: only a regular file; the header's declared length is
 checked against ``max_header_bytes`` and the file size before anything is parsed; the
@@ -23,20 +27,22 @@ one-line message naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import stat
-from typing import Optional
+import tempfile
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
 from ._array import place, to_numpy
 from ._types import as_device
-from .checkpoint import atomic_write
 from .tensor import Tensor
 
-__all__ = ["save", "load", "LoadError", "MAX_HEADER_BYTES"]
+__all__ = ["save", "load", "open_lazy", "Declared", "LoadError", "MAX_HEADER_BYTES",
+           "atomic_write"]
 
 STRUCTURE_KEY = "cnnlab.structure"
 MAX_HEADER_BYTES = 16 * 2**20
@@ -46,6 +52,38 @@ _DTYPES = {"F64": np.float64, "F32": np.float32, "I64": np.int64, "I32": np.int3
 
 class LoadError(ValueError):
     """A file :func:`load` refuses; the message names the file and what is wrong."""
+
+
+def atomic_write(path, write: Callable, mode: str = "wb") -> None:
+    """Create or replace ``path`` atomically: ``write(file)`` fills a temporary file in the
+    same folder, which is flushed, fsynced and renamed over ``path``. On any failure the
+    temporary file is removed and ``path`` is left as it was."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------- saving
@@ -73,13 +111,13 @@ class _Writer:
         if array.dtype.type not in _DTYPES.values():
             raise TypeError(f"cnnlab.save: tensor {name!r} has dtype {array.dtype}, which "
                             f"cnnlab cannot store")
-        self.arrays[name] = np.ascontiguousarray(array)
+        self.arrays[name] = np.require(array, requirements="C")  # 0-d stays 0-d
         self.names_by_id[id(value)] = name
         return name
 
-    def encode(self, value, path: str = ""):
+    def encode(self, value, path: str = "", unprefixed=()):
         def child(key):
-            return f"{path}.{key}" if path else str(key)
+            return f"{path}.{key}" if path else "" if key in unprefixed else str(key)
 
         if _is_tensor_like(value):
             return {"tensor": self.name_for(value, path)}
@@ -105,13 +143,16 @@ class _Writer:
                         f"bools, None, and dicts, lists and tuples of them (no pickle)")
 
 
-def save(obj, f, metadata: Optional[dict] = None) -> None:
+def save(obj, f, metadata: Optional[dict] = None, *, unprefixed=()) -> None:
     """Write ``obj`` (see the module docstring) to the path ``f`` as safetensors,
-    atomically. ``metadata`` ({str: str}) is added to the file's header."""
+    atomically. ``metadata`` ({str: str}) is added to the file's header. ``unprefixed``:
+    keys of a top-level dict whose tensors keep their own names (a checkpoint's "model"
+    state_dict under torch's keys, "conv_layers.0.weight", rather than "model.conv...")."""
     import safetensors.numpy
 
     writer = _Writer()
-    structure = writer.encode(obj)
+    structure = writer.encode(obj, unprefixed=tuple(unprefixed) if isinstance(obj, dict)
+                              else ())
     header = {"format": "pt", STRUCTURE_KEY: json.dumps(structure, allow_nan=False)}
     for key, value in (metadata or {}).items():
         if not (isinstance(key, str) and isinstance(value, str)) or key == STRUCTURE_KEY:
@@ -159,6 +200,18 @@ def _check_file(path: str, max_header_bytes: int) -> None:
                     f"has {st.st_size}")
 
 
+class Declared(NamedTuple):
+    """A tensor of the file as its header declares it, not read yet: its name, safetensors
+    dtype ("F32", ...) and shape."""
+    name: str
+    dtype: str
+    shape: tuple
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(_DTYPES[self.dtype]).itemsize
+
+
 class _Reader:
     """Turns a JSON structure back into the nest, checking every node."""
 
@@ -197,6 +250,73 @@ class _Reader:
         _fail(self.path, f"malformed structure node {str(node)[:60]!r}")
 
 
+def _walk(obj, fn):
+    """``obj`` with each Declared replaced by ``fn(declared)``."""
+    if isinstance(obj, Declared):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _walk(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_walk(v, fn) for v in obj)
+    return obj
+
+
+@contextlib.contextmanager
+def open_lazy(f, max_header_bytes: int = MAX_HEADER_BYTES):
+    """Open a safetensors file warily and yield ``(obj, read)``: the saved object with each
+    tensor as a :class:`Declared` (for a file from elsewhere, {name: Declared}), and
+    ``read(declared, map_location=None) -> Tensor``, valid inside the ``with`` block. Only
+    the header is parsed on entry (at most ``max_header_bytes``); every refusal, a
+    ``MemoryError`` included, is a :class:`LoadError` naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(f)
+    _check_file(path, max_header_bytes)
+    try:
+        with safe_open(path, framework="np") as sf:
+            declared = {}
+            for key in sf.keys():
+                piece = sf.get_slice(key)
+                kind = piece.get_dtype()
+                if kind not in _DTYPES:
+                    _fail(path, f"tensor {key!r} has dtype {kind}, which cnnlab has not "
+                                f"(it has {', '.join(_DTYPES)})")
+                declared[key] = Declared(key, kind, tuple(piece.get_shape()))
+            raw = (sf.metadata() or {}).get(STRUCTURE_KEY)
+            obj = declared if raw is None else _structure(path, raw, declared)
+
+            def read(d: Declared, map_location=None) -> Tensor:
+                device = as_device("cpu" if map_location is None else map_location)
+                try:
+                    return Tensor._make(place(sf.get_tensor(d.name), device))
+                except SafetensorError as e:
+                    _fail(path, f"tensor {d.name!r} cannot be read "
+                                f"({str(e).splitlines()[0][:200]})")
+
+            yield obj, read
+    except SafetensorError as e:
+        _fail(path, f"not a valid safetensors file ({str(e).splitlines()[0][:200]})")
+    except MemoryError:
+        _fail(path, "too large to load into memory")
+
+
+def _structure(path, raw: str, declared: dict):
+    """The nest that the JSON ``raw`` describes, tensors as the Declared entries."""
+    try:
+        structure = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        _fail(path, f"its {STRUCTURE_KEY} metadata is not valid JSON ({str(e)[:100]})")
+    reader = _Reader(path, declared)
+    try:
+        obj = reader.decode(structure)
+    except RecursionError:
+        _fail(path, "its structure is nested too deeply")
+    unused = sorted(set(declared) - reader.used)
+    if unused:
+        _fail(path, f"tensor {unused[0]!r} is not part of the saved structure")
+    return obj
+
+
 def load(f, map_location=None, *, weights_only: bool = True,
          max_header_bytes: int = MAX_HEADER_BYTES):
     """Read what :func:`save` wrote (or any safetensors file: then a {name: Tensor} dict).
@@ -204,41 +324,15 @@ def load(f, map_location=None, *, weights_only: bool = True,
     ``map_location``: a device ("cpu", "cuda", "torch:cpu", a ``torch.device``) for every
     tensor; default "cpu". ``weights_only`` is accepted for torch's signature: cnnlab files
     never hold code. Raises :class:`LoadError` for a file it will not read."""
-    from safetensors import SafetensorError, safe_open
-
     if not weights_only:
         raise ValueError("cnnlab.load reads tensors and plain data only (weights_only=True); "
                          "it never unpickles")
-    path = os.fspath(f)
-    device = as_device("cpu" if map_location is None else map_location)
-    _check_file(path, max_header_bytes)
-    try:
-        with safe_open(path, framework="np") as sf:
-            tensors = {}
-            for key in sf.keys():
-                kind = sf.get_slice(key).get_dtype()
-                if kind not in _DTYPES:
-                    _fail(path, f"tensor {key!r} has dtype {kind}, which cnnlab has not "
-                                f"(it has {', '.join(_DTYPES)})")
-                tensors[key] = Tensor._make(place(sf.get_tensor(key), device))
-            meta = sf.metadata() or {}
-    except SafetensorError as e:
-        _fail(path, f"not a valid safetensors file ({str(e).splitlines()[0][:200]})")
-    except MemoryError:
-        _fail(path, "too large to load into memory")
-    raw = meta.get(STRUCTURE_KEY)
-    if raw is None:                      # a safetensors file from elsewhere
-        return tensors
-    try:
-        structure = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        _fail(path, f"its {STRUCTURE_KEY} metadata is not valid JSON ({str(e)[:100]})")
-    reader = _Reader(path, tensors)
-    try:
-        obj = reader.decode(structure)
-    except RecursionError:
-        _fail(path, "its structure is nested too deeply")
-    unused = sorted(set(tensors) - reader.used)
-    if unused:
-        _fail(path, f"tensor {unused[0]!r} is not part of the saved structure")
-    return obj
+    as_device("cpu" if map_location is None else map_location)   # a bad device: TypeError
+    with open_lazy(f, max_header_bytes) as (obj, read):
+        done = {}          # a tensor named twice in the structure is read once
+
+        def fetch(d):
+            if d.name not in done:
+                done[d.name] = read(d, map_location)
+            return done[d.name]
+        return _walk(obj, fetch)

@@ -1,7 +1,7 @@
 """``python -m cnnlab.show``: pictures of what a trained CNN sees.
 
-    python -m cnnlab.show --checkpoint runs/checkpoint.npz --out pictures/
-    python -m cnnlab.show --checkpoint runs/checkpoint.npz --image cat.png --out pictures/
+    python -m cnnlab.show --checkpoint runs/exp/checkpoint.safetensors --out pictures/
+    python -m cnnlab.show --checkpoint runs/exp/checkpoint.safetensors --image cat.png --out pictures/
 
 How the pieces fit::
 
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Draw what a trained cnnlab network sees: its first layer's filters and, for an "
         "image, the feature maps after each conv block and the class probabilities."))
     p.add_argument("--checkpoint", required=True, metavar="FILE",
-                   help="a checkpoint.npz written by python -m cnnlab.train")
+                   help="a checkpoint.safetensors written by python -m cnnlab.train")
     p.add_argument("--image", metavar="IMG", help="an image file to run through the network")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     return p

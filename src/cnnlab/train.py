@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import math
 import os
@@ -43,7 +42,7 @@ import warnings
 import numpy as np
 
 from . import _array as A
-from . import checkpoint, data, imagestats, models, nn, optim
+from . import checkpoint, data, imagestats, models, nn, optim, show
 from ._dispatch import placement, use_backend
 from ._parallel import get_num_threads, set_num_threads
 from .loop import (Callback, Checkpoint, EarlyStopping, TerminateOnNaN, TrainingStopped,
@@ -172,27 +171,12 @@ def format_confusion(cm, class_names) -> str:
 
 
 def plot_curves(history, path) -> bool:
-    """Loss and accuracy per epoch (train and test) -> PNG at ``path``. False (and nothing
-    written) when matplotlib is not installed."""
+    """Loss and accuracy per epoch (train and test; ``show.curves_figure``) -> PNG at
+    ``path``. False (and nothing written) when matplotlib is not installed."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        fig = show.curves_figure(history)
     except ImportError:
         return False
-    epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for ax, key, title in ((ax_loss, "loss", "cross-entropy loss"),
-                           (ax_acc, "accuracy", "accuracy (%)")):
-        scale = 100.0 if key == "accuracy" else 1.0
-        for split, style in (("train", "o-"), ("test", "s--")):
-            ax.plot(epochs, [h[f"{split}_{key}"] * scale for h in history], style,
-                    label=split, markersize=4)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
     checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return True
 
@@ -262,8 +246,12 @@ class _Run:
         self.ds, self.class_names = ds, ds.class_names
         self.n_train, self.n_test = len(y_train), len(ds.y_test)
         self.y_test = ds.y_test
-        self.training_data = {"name": ds.source, "images": self.n_train,
-                              "stats": imagestats.summarize(x_train)}
+        # The bundled silhouettes are gray at the source: their colour is known to be 0, so
+        # predict can warn about a colour photo. (A --data folder read with one channel is
+        # not decoded a second time in colour; its midtones etc. still guard predict.)
+        gray_source = ds.source == data.BUNDLED_NAME and x_train.shape[1] == 1
+        self.training_data = imagestats.training_data(
+            ds.source, x_train, np.repeat(x_train, 3, axis=1) if gray_source else None)
         # The whole (uint8) data set goes to the device once; batches are taken there.
         self.shuffle_gen, self.dropout_gen = _generator(shuffle_seed), _generator(dropout_seed)
         self.train_loader = DataLoader(
@@ -354,16 +342,8 @@ class _Run:
                         image_size=self.s["image_size"], channels=self.s["channels"],
                         optimizer=self.optimizer, epoch=self.epoch_done, rng=self._rngs(),
                         settings=self.s, history=self.history,
-                        **_training_data_keyword(self.training_data))
+                        training_data=self.training_data)
         return path
-
-
-def _training_data_keyword(training_data: dict) -> dict:
-    """{"training_data": ...} where checkpoint.save takes it (the safetensors checkpoints),
-    else {} (shim until that branch is merged)."""
-    if "training_data" in inspect.signature(checkpoint.save).parameters:
-        return {"training_data": training_data}
-    return {}
 
 
 # --------------------------------------------------------------------------- the command
