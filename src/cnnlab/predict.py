@@ -105,7 +105,7 @@ def _run(args) -> int:
         best = int(np.argmax(p))
         detail = "  ".join(f"{n} {v:.4f}" for n, v in zip(names, p))
         print(f"{path:<{width}}  {names[best]:>{max(map(len, names))}} {100 * p[best]:5.1f}%"
-              f"   ({detail})")
+              f"   ({detail})", flush=bool(warning))   # the warning follows its line
         if warning:
             print(f"{PROG}: warning: {path} is unlike the training images, so this "
                   f"prediction means little: {warning}", file=sys.stderr, flush=True)
