@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from . import _array as A
-from . import checkpoint, data, imagestats
+from . import _cli, checkpoint, data, imagestats
 from ._dispatch import placement, use_backend
 from .autograd import no_grad
 from .tensor import as_tensor
@@ -113,18 +113,9 @@ def _run(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the command; returns the exit status (errors: one line on stderr, see _cli)."""
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except checkpoint.CheckpointError as e:
-        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"{PROG}: error: out of memory", file=sys.stderr)
-        return 1
-    except (ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
-        return 1
+    return _cli.run(PROG, lambda: _run(args))
 
 
 if __name__ == "__main__":

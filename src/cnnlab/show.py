@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-from . import checkpoint, data, predict
+from . import _cli, checkpoint, data, predict
 from ._checks import ArgumentError
 from .autograd import no_grad
 from .nn import Conv2d
@@ -293,21 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the command; returns the exit status (errors: one line on stderr)."""
+    """Run the command; returns the exit status (errors: one line on stderr, see _cli)."""
     args = build_parser().parse_args(argv)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print(NO_MATPLOTLIB, file=sys.stderr)
         return 1
-    try:
-        written = save_pictures(args.checkpoint, args.out, args.image)
-    except (ValueError, OSError) as e:      # CheckpointError, DataError, ArgumentError
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
-    return 0
+
+    def body():
+        for path in save_pictures(args.checkpoint, args.out, args.image):
+            print(path)
+        return 0
+    return _cli.run(PROG, body)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import warnings
 import numpy as np
 
 from . import _array as A
-from . import checkpoint, data, imagestats, models, nn, optim, show
+from . import _cli, checkpoint, data, imagestats, models, nn, optim, show
 from ._dispatch import placement, use_backend
 from ._parallel import get_num_threads, set_num_threads
 from .loop import (Callback, Checkpoint, EarlyStopping, TerminateOnNaN, TrainingStopped,
@@ -536,23 +536,10 @@ def _metrics(run, s, backend, device, threads, cm=None) -> dict:
 
 
 def main(argv=None, log=None) -> int:
-    """Run the command; returns the exit status (errors: one line on stderr)."""
+    """Run the command; returns the exit status (errors: one line on stderr, see _cli)."""
     args = build_parser().parse_args(argv)
     log = log or (lambda text: print(text, flush=True))
-    try:
-        return _fit(args, log)
-    except checkpoint.CheckpointError as e:
-        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"{PROG}: error: out of memory", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"{PROG}: error: {data.printable(e)}", file=sys.stderr)
-        return 1
+    return _cli.run(PROG, lambda: _fit(args, log))
 
 
 if __name__ == "__main__":
