@@ -417,7 +417,7 @@ def test_scheduler_keys_in_param_groups_load(tmp_path, schedule):
     """A learning-rate scheduler adds keys to each parameter group (torch's "initial_lr";
     OneCycleLR's "max_lr", "min_lr", "max_momentum", "base_momentum"); a checkpoint of such
     an optimizer loads, and the groups come back as torch's scheduler leaves them."""
-    import torch
+    torch = pytest.importorskip("torch")
     model, opt = _trained()
     if schedule == "cosine":
         optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10).step()
