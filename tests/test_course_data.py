@@ -143,6 +143,7 @@ def test_readme_shows_this_code():
     assert rows == changed
 
 
+@pytest.mark.slow   # a real training run: once in CI, on the source install
 def test_course_part_two_trains_on_cnnlab(kaggle_folder, monkeypatch):
     monkeypatch.chdir(os.path.dirname(kaggle_folder))      # DATA_DIR = "cats_and_dogs"
     namespace = {"__name__": "course"}

@@ -62,6 +62,7 @@ def _has_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
+@pytest.mark.slow   # a real training run: once in CI, on the source install
 def test_short_run_beats_chance(tmp_path, capsys):
     """A few epochs of the default network on a subset: well above the 50% of chance."""
     out = tmp_path / "run"
