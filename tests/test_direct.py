@@ -1,9 +1,10 @@
 """Convolutions in the shapes the compiled twin computes with its direct kernel (float32, at
 most 4 input channels, stride 1, no dilation, one group, at least 4 output channels and 8
-output columns; AVX2+FMA CPUs): rows of 16 columns (partial blocks at the right edge),
-paddings from 0 to wider than the kernel, 'same', odd kernels, output channels not a
-multiple of 4. Every twin runs them against the naive loops (``cnnlab.reference``), float32
-within the suite's tolerance.
+output columns; AVX2+FMA CPUs): rows in blocks of 24, 16 and 8 columns (partial blocks at
+the right edge), 1 to 4 input channels, kernels 1 to 7 (square, even, 1xk and kx1),
+paddings from 0 to wider than the kernel, 'same', output channels not a multiple of 4, and
+a wide image whose rows a work item copies in several blocks. Every twin runs them against
+the naive loops (``cnnlab.reference``) or SciPy, float32 within the suite's tolerance.
 """
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ CASES = [
     (1, 4, 8, 7, 8, 3, 4),
     (3, 2, 9, 5, 17, (3, 1), "same"),
     (0, 3, 4, 8, 8, 3, 1),
+    (2, 1, 4, 5, 8, 1, 0),
+    (1, 2, 6, 6, 9, 2, 0),
+    (2, 3, 13, 7, 25, 3, 1),
+    (1, 4, 12, 5, 40, 5, 2),
+    (2, 3, 10, 8, 47, 7, 3),
+    (1, 1, 5, 6, 20, (1, 7), (0, 3)),
+    (1, 2, 4, 9, 17, (7, 1), (3, 0)),
+    (1, 3, 6, 4, 64, 4, 3),
 ]
 
 
@@ -46,11 +55,26 @@ def test_direct_shapes_match_reference(twin, case, assert_close, rng):
                  want - b.astype(np.float64)[:, None, None], np.float32)
 
 
+def test_direct_wide_image_matches_scipy(twin, assert_close, rng):
+    """(1, 4, 20, 5000), 3x3: a thread's padded rows (256 KiB at most) hold the inputs of
+    one output row only, so a work item is one row."""
+    signal = pytest.importorskip("scipy.signal")
+    x = rng.standard_normal((1, 4, 20, 5000)).astype(np.float32)
+    wt = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    y = twin.to_numpy(F.conv2d(twin.to_twin(x), twin.to_twin(wt), twin.to_twin(b),
+                               padding=1))
+    xp = np.pad(x[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    want = np.stack([signal.correlate(xp, wt[k].astype(np.float64), mode="valid")[0] + b[k]
+                     for k in range(5)])[None]
+    assert_close(y, want, np.float32)
+
+
 def test_compiled_twin_takes_the_direct_kernel_for_these_shapes():
     core = pytest.importorskip("cnnlab._core")
     if not core._DIRECT_AVAILABLE:
         pytest.skip("this CPU or compiler has no AVX2+FMA: the layers stay on im2col")
-    for n, c, k, h, w, kernel, padding in CASES:
+    for n, c, k, h, w, kernel, padding in CASES + [(1, 4, 5, 20, 5000, 3, 1)]:
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         spec = _checks.conv2d_spec((n, c, h, w), (k, c, kh, kw), None, 1, padding, 1, 1)
         assert core._algorithm((n, c, h, w), k, spec, np.float32) == "direct"
