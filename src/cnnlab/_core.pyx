@@ -8,7 +8,7 @@
 #                         forward); 36 GEMMs per block. Not the weight gradient: its
 #                         exact zeros (all products zero) must stay zero (see
 #                         conv2d_grad_weight).
-#   direct                forward of float32 layers with <= 4 input channels, stride 1, on
+#   direct                forward of float32 layers with <= 4 input channels, any stride, on
 #                         AVX2+FMA CPUs (section "direct"); their gradients use im2col.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
 #                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
@@ -1005,11 +1005,13 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # --------------------------------------------------------------------------- direct
 
 # A direct convolution for layers with few input channels (the first layer of a network:
-# RGB or grey input), float32, stride 1, no dilation, one group. im2col there gives GEMMs
-# with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. A work
-# item (an image's block of output rows) first copies the input rows it reads, zero-padded
-# on every side, into a thread-private buffer, once (so every load is in bounds and no row
-# is copied per output row). Each output row is then computed in blocks of 4 output
+# RGB or grey input), float32, any stride, no dilation, one group. im2col there gives
+# GEMMs with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. A
+# work item (an image's block of output rows) first copies the input rows it reads,
+# zero-padded on every side, into a thread-private buffer, once (so every load is in bounds
+# and no row is copied per output row); at column stride s a row is stored as s phases
+# (columns f, f + s, ...), so a tap's inputs for 8 adjacent outputs are 8 adjacent floats
+# of one phase. Each output row is then computed in blocks of 4 output
 # channels x 24 output columns (x 16 or 8 at the right edge): twelve 8-wide AVX2
 # accumulators, three input loads and four broadcast weights per tap, one FMA per weight
 # and 8 pixels; weights are laid out (C_out/4, C_in, kH, kW, 4) so a tap's four are
@@ -1030,11 +1032,12 @@ cdef extern from *:
     /* One block: output channels [0, nk) (nk <= 4) of y0 (channel stride ys), columns
        [ow, ow + 8 nv) of one output row (those < wo are stored), nv in 1..3 a constant
        after inlining (the unused accumulators vanish). rows: the row's first padded
-       input row of channel 0 (channel stride cs, row stride span); wp: the 4 channels'
-       weights (c, kh, kw, 4). */
+       input row of channel 0 (channel stride cs, row stride rs), stored as sw phases of
+       ps floats (phase f holds padded columns f, f + sw, ...: tap j of output column q
+       is phase j % sw, index q + j / sw); wp: the 4 channels' weights (c, kh, kw, 4). */
     __attribute__((target("avx2,fma"), always_inline))
-    static inline void cnnlab_direct_block(const float *rows, long cs, long span, long c,
-                                           long kh, long kw, const float *wp,
+    static inline void cnnlab_direct_block(const float *rows, long cs, long rs, long ps,
+                                           long sw, long c, long kh, long kw, const float *wp,
                                            const float *bias, long ow, long wo, float *y0,
                                            long ys, long nk, const int nv)
     {
@@ -1044,12 +1047,14 @@ cdef extern from *:
                a31 = b3, a02 = b0, a12 = b1, a22 = b2, a32 = b3;
         for (long ci = 0; ci < c; ci++)
             for (long i = 0; i < kh; i++) {
-                const float *row = rows + ci * cs + i * span + ow;
+                const float *row = rows + ci * cs + i * rs + ow, *xj = row;
                 const float *wr = wp + (ci * kh + i) * kw * 4;
-                for (long j = 0; j < kw; j++, wr += 4) {
-                    __m256 x0 = _mm256_loadu_ps(row + j), x1, x2, s;
-                    if (nv > 1) x1 = _mm256_loadu_ps(row + j + 8);
-                    if (nv > 2) x2 = _mm256_loadu_ps(row + j + 16);
+                for (long j = 0, f = 0; j < kw; j++, wr += 4) {
+                    __m256 x0 = _mm256_loadu_ps(xj), x1, x2, s;
+                    if (nv > 1) x1 = _mm256_loadu_ps(xj + 8);
+                    if (nv > 2) x2 = _mm256_loadu_ps(xj + 16);
+                    if (++f < sw) xj += ps;                   /* the next phase */
+                    else { f = 0; row += 1; xj = row; }       /* phase 0, one further */
                     #define CNNLAB_TAP(t)                                             \
                         s = _mm256_broadcast_ss(wr + t);                              \
                         a##t##0 = _mm256_fmadd_ps(s, x0, a##t##0);                    \
@@ -1072,43 +1077,51 @@ cdef extern from *:
         }
     }
 
-    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), weights wk
-       (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and bias (k4,). pad
-       holds c * (oh1 - oh0 + kh - 1) rows of span = wv + kw - 1 floats, wv = wo rounded
-       up to 8. */
+    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh,
+       sw, weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and
+       bias (k4,). pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of
+       ps = wv + (kw - 1) / sw floats each, wv = wo rounded up to 8. */
     __attribute__((target("avx2,fma")))
     static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long ph,
-                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
-                                   float *pad, long span)
+                                   const float *bias, long k, long kh, long kw, long sh,
+                                   long sw, long ph, long pw, long ho, long wo, float *y,
+                                   long oh0, long oh1, float *pad, long ps)
     {
-        long wv = (wo + 7) / 8 * 8, prow = oh1 - oh0 + kh - 1, taps = kh * kw;
+        long wv = (wo + 7) / 8 * 8, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
+        long taps = kh * kw;
         for (long ci = 0; ci < c; ci++)
             for (long pr = 0; pr < prow; pr++) {
-                float *dst = pad + (ci * prow + pr) * span;
-                long r = oh0 - ph + pr;
+                float *dst = pad + (ci * prow + pr) * rs;
+                long r = oh0 * sh - ph + pr;
+                const float *src = x + (ci * h + (r < 0 || r >= h ? 0 : r)) * w;
                 if (r < 0 || r >= h) {
-                    memset(dst, 0, span * sizeof(float));
-                    continue;
+                    memset(dst, 0, rs * sizeof(float));
+                } else if (sw == 1) {          /* pw + w <= wo + kw - 1 <= rs */
+                    memset(dst, 0, pw * sizeof(float));
+                    memcpy(dst + pw, src, w * sizeof(float));
+                    memset(dst + pw + w, 0, (rs - pw - w) * sizeof(float));
+                } else {
+                    for (long f = 0; f < sw; f++)
+                        for (long q = 0; q < ps; q++) {
+                            long col = q * sw + f - pw;
+                            dst[f * ps + q] = col >= 0 && col < w ? src[col] : 0.0f;
+                        }
                 }
-                memset(dst, 0, pw * sizeof(float));      /* pw + w <= span: see above */
-                memcpy(dst + pw, x + (ci * h + r) * w, w * sizeof(float));
-                memset(dst + pw + w, 0, (span - pw - w) * sizeof(float));
             }
         for (long oh = oh0; oh < oh1; oh++) {
-            const float *rows = pad + (oh - oh0) * span;
+            const float *rows = pad + (oh - oh0) * sh * rs;
             for (long ko = 0; ko < k; ko += 4) {
                 const float *wp = wk + ko * c * taps;
                 float *y0 = y + (ko * ho + oh) * wo;
                 long nk = k - ko < 4 ? k - ko : 4, ow = 0;
                 for (; ow + 24 <= wv; ow += 24)
-                    cnnlab_direct_block(rows, prow * span, span, c, kh, kw, wp, bias + ko,
+                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
                                         ow, wo, y0, ho * wo, nk, 3);
                 if (wv - ow == 16)
-                    cnnlab_direct_block(rows, prow * span, span, c, kh, kw, wp, bias + ko,
+                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
                                         ow, wo, y0, ho * wo, nk, 2);
                 else if (wv - ow == 8)
-                    cnnlab_direct_block(rows, prow * span, span, c, kh, kw, wp, bias + ko,
+                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
                                         ow, wo, y0, ho * wo, nk, 1);
             }
         }
@@ -1117,16 +1130,16 @@ cdef extern from *:
     #define CNNLAB_DIRECT 0
     static int cnnlab_direct_available(void) { return 0; }
     static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long ph,
-                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
-                                   float *pad, long span) {}
+                                   const float *bias, long k, long kh, long kw, long sh,
+                                   long sw, long ph, long pw, long ho, long wo, float *y,
+                                   long oh0, long oh1, float *pad, long ps) {}
     #endif
     """
     int cnnlab_direct_available() nogil
     void cnnlab_direct_rows(const float* x, long c, long h, long w, const float* wk,
-                            const float* bias, long k, long kh, long kw, long ph, long pw,
-                            long ho, long wo, float* y, long oh0, long oh1, float* pad,
-                            long span) nogil
+                            const float* bias, long k, long kh, long kw, long sh, long sw,
+                            long ph, long pw, long ho, long wo, float* y, long oh0,
+                            long oh1, float* pad, long ps) nogil
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
@@ -1136,7 +1149,7 @@ cdef Py_ssize_t _DIRECT_PAD_FLOATS = 65536   # a thread's padded rows: 256 KiB a
 
 cdef inline bint _direct(const Conv* p, object dtype) noexcept:
     """A forward convolution the direct kernel takes (see above)."""
-    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1 and p.sh == 1 and p.sw == 1
+    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1
             and p.dh == 1 and p.dw == 1 and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4
             and p.wo >= 8)
 
@@ -1145,10 +1158,10 @@ cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
                      const float[::1] b, float[:, :, :, ::1] y, int n_threads) except -1:
     """y = conv(x) + b on the direct kernel; work items (image, block of output rows), at
     least a few per thread, each block's padded rows within _DIRECT_PAD_FLOATS."""
-    cdef Py_ssize_t span = (p.wo + 7) // 8 * 8 + p.kw - 1
+    cdef Py_ssize_t ps = (p.wo + 7) // 8 * 8 + (p.kw - 1) // p.sw, rs = p.sw * ps
     cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
     cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
-                              max(1, _DIRECT_PAD_FLOATS // (p.c_in * span) - p.kh + 1))
+                              max(1, (_DIRECT_PAD_FLOATS // (p.c_in * rs) - p.kh) // p.sh + 1))
     cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
     cdef int failed = 0
     cdef int* failed_p = &failed
@@ -1160,7 +1173,7 @@ cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
     cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
     pad = NULL                          # thread-private below; set here to quiet -Wall
     with nogil, parallel(num_threads=<int> min(<Py_ssize_t> n_threads, items)):
-        pad = <float*> malloc(p.c_in * (per + p.kh - 1) * span * sizeof(float))
+        pad = <float*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(float))
         if pad == NULL:
             failed_p[0] = 1
         for item in prange(items, schedule='static'):
@@ -1168,9 +1181,8 @@ cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
                 continue
             r0 = (item % blocks) * per
             cnnlab_direct_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w, pw, pb,
-                               p.c_out, p.kh, p.kw, p.ph, p.pw, p.ho, p.wo,
-                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad,
-                               span)
+                               p.c_out, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo,
+                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad, ps)
         free(pad)
     if failed:
         raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
