@@ -8,7 +8,7 @@
 #                         forward); 36 GEMMs per block. Not the weight gradient: its
 #                         exact zeros (all products zero) must stay zero (see
 #                         conv2d_grad_weight).
-#   direct                forward of float32 layers with <= 4 input channels, stride 1, on
+#   direct                forward of float32 layers with <= 4 input channels, any stride, on
 #                         AVX2+FMA CPUs (section "direct"); their gradients use im2col.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
 #                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
@@ -1005,83 +1005,124 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # --------------------------------------------------------------------------- direct
 
 # A direct convolution for layers with few input channels (the first layer of a network:
-# RGB or grey input), float32, stride 1, no dilation, one group. im2col there gives GEMMs
-# with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. Here
-# each output row is computed from zero-padded copies of the kH input rows it reads (per
-# input channel, so every load is in bounds), in blocks of 4 output channels x 16 output
-# columns held in eight 8-wide AVX2 registers, one FMA per weight and 8 pixels. The C is
-# compiled for AVX2+FMA (a function attribute) and used only when the CPU has them; on
-# other CPUs and compilers the layer stays on im2col.
+# RGB or grey input), float32, any stride, no dilation, one group. im2col there gives
+# GEMMs with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. A
+# work item (an image's block of output rows) first copies the input rows it reads,
+# zero-padded on every side, into a thread-private buffer, once (so every load is in bounds
+# and no row is copied per output row); at column stride s a row is stored as s phases
+# (columns f, f + s, ...), so a tap's inputs for 8 adjacent outputs are 8 adjacent floats
+# of one phase. Each output row is then computed in blocks of 4 output
+# channels x 24 output columns (x 16 or 8 at the right edge): twelve 8-wide AVX2
+# accumulators, three input loads and four broadcast weights per tap, one FMA per weight
+# and 8 pixels; weights are laid out (C_out/4, C_in, kH, kW, 4) so a tap's four are
+# adjacent. The C is compiled for AVX2+FMA (a function attribute) and used only when the
+# CPU has them; on other CPUs and compilers the layer stays on im2col.
 cdef extern from *:
     """
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     #define CNNLAB_DIRECT 1
-    typedef float cnnlab_v8 __attribute__((vector_size(32)));
+    #include <string.h>
+    #include <immintrin.h>
 
     static int cnnlab_direct_available(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
 
-    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w) and weights wk
-       (k4, c, kh, kw), k4 = k rounded up to 4 (zeros past k), plus bias (k4,). pad holds
-       c*kh rows of `span` floats, span >= wv + kw - 1 where wv = wo rounded up to 16. */
-    __attribute__((target("avx2,fma")))
-    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long ph,
-                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
-                                   float *pad, long span)
+    /* One block: output channels [0, nk) (nk <= 4) of y0 (channel stride ys), columns
+       [ow, ow + 8 nv) of one output row (those < wo are stored), nv in 1..3 a constant
+       after inlining (the unused accumulators vanish). rows: the row's first padded
+       input row of channel 0 (channel stride cs, row stride rs), stored as sw phases of
+       ps floats (phase f holds padded columns f, f + sw, ...: tap j of output column q
+       is phase j % sw, index q + j / sw); wp: the 4 channels' weights (c, kh, kw, 4). */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void cnnlab_direct_block(const float *rows, long cs, long rs, long ps,
+                                           long sw, long c, long kh, long kw, const float *wp,
+                                           const float *bias, long ow, long wo, float *y0,
+                                           long ys, long nk, const int nv)
     {
-        long wv = (wo + 15) / 16 * 16, taps = kh * kw;
-        for (long oh = oh0; oh < oh1; oh++) {
-            for (long ci = 0; ci < c; ci++) {
-                for (long i = 0; i < kh; i++) {
-                    float *dst = pad + (ci * kh + i) * span;
-                    long r = oh - ph + i;
-                    for (long q = 0; q < span; q++) dst[q] = 0.0f;
-                    if (r < 0 || r >= h) continue;
-                    const float *src = x + (ci * h + r) * w;
-                    for (long q = 0; q < w; q++)          /* dst[q + pw] = src[q] */
-                        if (q + pw >= 0 && q + pw < span) dst[q + pw] = src[q];
+        __m256 b0 = _mm256_set1_ps(bias[0]), b1 = _mm256_set1_ps(bias[1]),
+               b2 = _mm256_set1_ps(bias[2]), b3 = _mm256_set1_ps(bias[3]);
+        __m256 a00 = b0, a10 = b1, a20 = b2, a30 = b3, a01 = b0, a11 = b1, a21 = b2,
+               a31 = b3, a02 = b0, a12 = b1, a22 = b2, a32 = b3;
+        for (long ci = 0; ci < c; ci++)
+            for (long i = 0; i < kh; i++) {
+                const float *row = rows + ci * cs + i * rs + ow, *xj = row;
+                const float *wr = wp + (ci * kh + i) * kw * 4;
+                for (long j = 0, f = 0; j < kw; j++, wr += 4) {
+                    __m256 x0 = _mm256_loadu_ps(xj), x1, x2, s;
+                    if (nv > 1) x1 = _mm256_loadu_ps(xj + 8);
+                    if (nv > 2) x2 = _mm256_loadu_ps(xj + 16);
+                    if (++f < sw) xj += ps;                   /* the next phase */
+                    else { f = 0; row += 1; xj = row; }       /* phase 0, one further */
+                    #define CNNLAB_TAP(t)                                             \
+                        s = _mm256_broadcast_ss(wr + t);                              \
+                        a##t##0 = _mm256_fmadd_ps(s, x0, a##t##0);                    \
+                        if (nv > 1) a##t##1 = _mm256_fmadd_ps(s, x1, a##t##1);        \
+                        if (nv > 2) a##t##2 = _mm256_fmadd_ps(s, x2, a##t##2);
+                    CNNLAB_TAP(0) CNNLAB_TAP(1) CNNLAB_TAP(2) CNNLAB_TAP(3)
+                    #undef CNNLAB_TAP
                 }
             }
-            for (long ko = 0; ko < k; ko += 4) {
-                const float *wb = wk + ko * c * taps;
-                for (long ow = 0; ow < wv; ow += 16) {
-                    cnnlab_v8 a[4][2];
-                    for (int t = 0; t < 4; t++) {
-                        cnnlab_v8 b = (cnnlab_v8){0} + bias[ko + t];
-                        a[t][0] = b;
-                        a[t][1] = b;
-                    }
-                    for (long ci = 0; ci < c; ci++)
-                        for (long i = 0; i < kh; i++) {
-                            const float *row = pad + (ci * kh + i) * span + ow;
-                            const float *wr = wb + ci * taps + i * kw;
-                            for (long j = 0; j < kw; j++) {
-                                cnnlab_v8 v0, v1;
-                                __builtin_memcpy(&v0, row + j, sizeof v0);
-                                __builtin_memcpy(&v1, row + j + 8, sizeof v1);
-                                for (int t = 0; t < 4; t++) {
-                                    cnnlab_v8 s = (cnnlab_v8){0} + wr[t * c * taps + j];
-                                    a[t][0] += s * v0;
-                                    a[t][1] += s * v1;
-                                }
-                            }
+        __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
+                            {a30, a31, a32}};
+        for (long t = 0; t < nk; t++) {
+            float *out = y0 + t * ys + ow, tmp[24];
+            int full = ow + 8 * nv <= wo;
+            float *dst = full ? out : tmp;
+            for (int v = 0; v < nv; v++)
+                _mm256_storeu_ps(dst + 8 * v, acc[t][v]);
+            if (!full)
+                for (long q = 0; q < wo - ow; q++) out[q] = tmp[q];
+        }
+    }
+
+    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh,
+       sw, weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and
+       bias (k4,). pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of
+       ps = wv + (kw - 1) / sw floats each, wv = wo rounded up to 8. */
+    __attribute__((target("avx2,fma")))
+    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
+                                   const float *bias, long k, long kh, long kw, long sh,
+                                   long sw, long ph, long pw, long ho, long wo, float *y,
+                                   long oh0, long oh1, float *pad, long ps)
+    {
+        long wv = (wo + 7) / 8 * 8, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
+        long taps = kh * kw;
+        for (long ci = 0; ci < c; ci++)
+            for (long pr = 0; pr < prow; pr++) {
+                float *dst = pad + (ci * prow + pr) * rs;
+                long r = oh0 * sh - ph + pr;
+                const float *src = x + (ci * h + (r < 0 || r >= h ? 0 : r)) * w;
+                if (r < 0 || r >= h) {
+                    memset(dst, 0, rs * sizeof(float));
+                } else if (sw == 1) {          /* pw + w <= wo + kw - 1 <= rs */
+                    memset(dst, 0, pw * sizeof(float));
+                    memcpy(dst + pw, src, w * sizeof(float));
+                    memset(dst + pw + w, 0, (rs - pw - w) * sizeof(float));
+                } else {
+                    for (long f = 0; f < sw; f++)
+                        for (long q = 0; q < ps; q++) {
+                            long col = q * sw + f - pw;
+                            dst[f * ps + q] = col >= 0 && col < w ? src[col] : 0.0f;
                         }
-                    for (int t = 0; t < 4 && ko + t < k; t++) {
-                        float *out = y + ((ko + t) * ho + oh) * wo + ow;
-                        if (ow + 16 <= wo) {
-                            __builtin_memcpy(out, &a[t][0], sizeof a[t][0]);
-                            __builtin_memcpy(out + 8, &a[t][1], sizeof a[t][1]);
-                        } else {
-                            float tmp[16];
-                            __builtin_memcpy(tmp, &a[t][0], sizeof a[t][0]);
-                            __builtin_memcpy(tmp + 8, &a[t][1], sizeof a[t][1]);
-                            for (long q = 0; q < wo - ow; q++) out[q] = tmp[q];
-                        }
-                    }
                 }
+            }
+        for (long oh = oh0; oh < oh1; oh++) {
+            const float *rows = pad + (oh - oh0) * sh * rs;
+            for (long ko = 0; ko < k; ko += 4) {
+                const float *wp = wk + ko * c * taps;
+                float *y0 = y + (ko * ho + oh) * wo;
+                long nk = k - ko < 4 ? k - ko : 4, ow = 0;
+                for (; ow + 24 <= wv; ow += 24)
+                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
+                                        ow, wo, y0, ho * wo, nk, 3);
+                if (wv - ow == 16)
+                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
+                                        ow, wo, y0, ho * wo, nk, 2);
+                else if (wv - ow == 8)
+                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
+                                        ow, wo, y0, ho * wo, nk, 1);
             }
         }
     }
@@ -1089,48 +1130,50 @@ cdef extern from *:
     #define CNNLAB_DIRECT 0
     static int cnnlab_direct_available(void) { return 0; }
     static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long ph,
-                                   long pw, long ho, long wo, float *y, long oh0, long oh1,
-                                   float *pad, long span) {}
+                                   const float *bias, long k, long kh, long kw, long sh,
+                                   long sw, long ph, long pw, long ho, long wo, float *y,
+                                   long oh0, long oh1, float *pad, long ps) {}
     #endif
     """
     int cnnlab_direct_available() nogil
     void cnnlab_direct_rows(const float* x, long c, long h, long w, const float* wk,
-                            const float* bias, long k, long kh, long kw, long ph, long pw,
-                            long ho, long wo, float* y, long oh0, long oh1, float* pad,
-                            long span) nogil
+                            const float* bias, long k, long kh, long kw, long sh, long sw,
+                            long ph, long pw, long ho, long wo, float* y, long oh0,
+                            long oh1, float* pad, long ps) nogil
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
+cdef Py_ssize_t _DIRECT_PAD_FLOATS = 65536   # a thread's padded rows: 256 KiB at most
 
 
 cdef inline bint _direct(const Conv* p, object dtype) noexcept:
     """A forward convolution the direct kernel takes (see above)."""
-    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1 and p.sh == 1 and p.sw == 1
+    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1
             and p.dh == 1 and p.dw == 1 and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4
             and p.wo >= 8)
 
 
-cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, ::1] wk,
+cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
                      const float[::1] b, float[:, :, :, ::1] y, int n_threads) except -1:
     """y = conv(x) + b on the direct kernel; work items (image, block of output rows), at
-    least a few per thread."""
+    least a few per thread, each block's padded rows within _DIRECT_PAD_FLOATS."""
+    cdef Py_ssize_t ps = (p.wo + 7) // 8 * 8 + (p.kw - 1) // p.sw, rs = p.sw * ps
     cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
-    cdef Py_ssize_t per = (p.ho + parts - 1) // parts
+    cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
+                              max(1, (_DIRECT_PAD_FLOATS // (p.c_in * rs) - p.kh) // p.sh + 1))
     cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
-    cdef Py_ssize_t span = (p.wo + 15) // 16 * 16 + p.kw - 1 + 16
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef float* pad
     cdef const float* px = &x[0, 0, 0, 0]
-    cdef const float* pw = &wk[0, 0, 0, 0]
+    cdef const float* pw = &wk[0]
     cdef const float* pb = &b[0]
     cdef float* py = &y[0, 0, 0, 0]
     cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
     pad = NULL                          # thread-private below; set here to quiet -Wall
     with nogil, parallel(num_threads=<int> min(<Py_ssize_t> n_threads, items)):
-        pad = <float*> malloc(p.c_in * p.kh * span * sizeof(float))
+        pad = <float*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(float))
         if pad == NULL:
             failed_p[0] = 1
         for item in prange(items, schedule='static'):
@@ -1138,9 +1181,8 @@ cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, :
                 continue
             r0 = (item % blocks) * per
             cnnlab_direct_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w, pw, pb,
-                               p.c_out, p.kh, p.kw, p.ph, p.pw, p.ho, p.wo,
-                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad,
-                               span)
+                               p.c_out, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo,
+                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad, ps)
         free(pad)
     if failed:
         raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
@@ -1148,10 +1190,13 @@ cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, :
 
 
 def _direct_forward(x, weight, bias, Conv p):
-    """conv2d on the direct kernel: weights and bias padded to a multiple of 4 outputs."""
+    """conv2d on the direct kernel: weights (C_out, C_in, kH, kW) laid out as
+    (C_out/4, C_in, kH, kW, 4) and bias padded, both with zeros past C_out."""
     k4 = (p.c_out + 3) // 4 * 4
     wk = np.zeros((k4,) + weight.shape[1:], np.float32)
     wk[:p.c_out] = weight
+    wk = np.ascontiguousarray(wk.reshape((k4 // 4, 4) + weight.shape[1:])
+                              .transpose(0, 2, 3, 4, 1)).reshape(-1)
     b = np.zeros(k4, np.float32)
     if bias is not None:
         b[:p.c_out] = bias
