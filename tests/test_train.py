@@ -309,13 +309,15 @@ def test_bad_arguments_one_line_no_traceback(tmp_path, capsys, argv, status, mes
 
 
 def test_resume_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    """A MemoryError while a checkpoint is read (checkpoint.load turns it into its own
+    CheckpointError) ends the command with one line and exit status 2."""
     def exhausted(path):
         raise MemoryError
-    monkeypatch.setattr(checkpoint, "load", exhausted)
+    monkeypatch.setattr(checkpoint, "_load", exhausted)
     assert train.main(["--resume", str(tmp_path / CKPT), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"python -m cnnlab.train: error: checkpoint {tmp_path / CKPT}: " \
-                          "too large to load (out of memory)"
+                          "too large to load into memory"
 
 
 def _cli(module, *args):

@@ -314,11 +314,7 @@ class _Run:
             if name not in ckpt["rng"]:
                 raise checkpoint.CheckpointError(f"checkpoint {ckpt['path']}: meta rng has no "
                                                  f"{name!r}")
-            try:
-                gen.numpy.bit_generator.state = ckpt["rng"][name]
-            except (TypeError, ValueError, KeyError) as e:
-                raise checkpoint.CheckpointError(f"checkpoint {ckpt['path']}: meta rng "
-                                                 f"{name!r} is invalid ({e})") from None
+            gen.numpy.bit_generator.state = ckpt["rng"][name]   # checked by checkpoint.load
         if len(ckpt["history"]) != ckpt["epoch"]:
             raise checkpoint.CheckpointError(
                 f"checkpoint {ckpt['path']}: {len(ckpt['history'])} history rows for "
@@ -453,11 +449,7 @@ def _threads(n: int, backend: str):
 
 
 def _fit(args, log) -> int:
-    try:
-        resume = checkpoint.load(args.resume) if args.resume else None
-    except MemoryError:
-        raise checkpoint.CheckpointError(f"checkpoint {args.resume}: too large to load "
-                                         "(out of memory)") from None
+    resume = checkpoint.load(args.resume) if args.resume else None   # CheckpointError only
     s = _settings(args, resume)
     backend, device = placement(args.backend, args.device)
     out = _output_folder(args)
