@@ -200,3 +200,14 @@ def test_predict_refuses_device_with_another_backend(capsys, tmp_path):
                            "--device", "cpu", "x.png"])
     assert status != 0
     assert "--device cpu needs --backend torch, not numpy" in capsys.readouterr().err
+
+
+def test_every_twin_exports_the_contract():
+    """The twins behind ``_dispatch`` export the same kernel names (the compiled one adds
+    ``openmp_enabled``), each a callable."""
+    from cnnlab import _dispatch
+    contract = set(_dispatch._load("numpy").__all__)
+    for name in cnnlab.backends():
+        module = _dispatch._load(name)
+        assert set(module.__all__) - {"openmp_enabled"} == contract, name
+        assert all(callable(getattr(module, f)) for f in contract), name

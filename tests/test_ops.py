@@ -358,3 +358,60 @@ def test_output_shape_helpers_match_torch(size, k, s, p, d):
         tuple(TF.max_pool2d(x, k, s, p, d, ceil_mode=True).shape[2:])
     assert cnnlab.conv_transpose2d_output_shape(size, k, s, p, 0, d) == \
         tuple(TF.conv_transpose2d(x, w, stride=s, padding=p, dilation=d).shape[2:])
+
+
+# --------------------------------------------------------------------------- relu
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (7,), (3, 5), (2, 3, 4, 5), (2, 3, 1, 70000),
+                                   (1, 2, 3, 4, 5)])
+def test_relu_and_its_backward_against_torch(twin, dtype, shape, rng):
+    """Any shape (one of them spans several of the compiled twin's thread chunks); the
+    gradient of torch.relu from autograd."""
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    T = twin.to_twin
+    y = twin.to_numpy(F.relu(T(x)))
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    yt = torch.relu(xt)
+    yt.backward(torch.from_numpy(g))
+    assert y.dtype == dtype and y.shape == shape
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    gx = twin.to_numpy(F.relu_backward(T(g), T(y)))
+    assert gx.dtype == dtype
+    np.testing.assert_array_equal(gx, xt.grad.numpy())
+
+
+def test_relu_nan_inf_and_signed_zero_as_torch(twin):
+    """The forward keeps NaN and +-inf; the backward is 0 where the output is <= 0, even for
+    an infinite or NaN gradient, and passes the gradient where the output is NaN
+    (torch's threshold_backward)."""
+    x = np.array([-1.0, 0.0, -0.0, 2.0, np.nan, np.inf, -np.inf])
+    g = np.array([np.inf, 1.0, np.nan, 3.0, 4.0, -np.inf, np.nan])
+    T = twin.to_twin
+    y = twin.to_numpy(F.relu(T(x)))
+    expected = torch.relu(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(y, expected)
+    gx = twin.to_numpy(F.relu_backward(T(g), T(expected)))
+    gx_t = torch.ops.aten.threshold_backward(torch.from_numpy(g), torch.from_numpy(expected),
+                                             0).numpy()
+    np.testing.assert_array_equal(gx, gx_t)
+    np.testing.assert_array_equal(gx, [0, 0, 0, 3, 4, -np.inf, 0])
+
+
+def test_relu_layouts_and_errors(twin):
+    """Strided and read-only inputs give the same values and leave the input alone; a
+    mismatched gradient and an integer input are refused with torch-like messages."""
+    x = np.linspace(-3, 3, 60).reshape(6, 10)
+    ro = x.copy()
+    ro.flags.writeable = False
+    T = twin.to_twin
+    for a in (x[:, ::2], x.T, ro):
+        before = np.array(a)
+        np.testing.assert_array_equal(twin.to_numpy(F.relu(T(a))), np.maximum(before, 0))
+        np.testing.assert_array_equal(a, before)
+    with pytest.raises(cnnlab.ArgumentError, match="expected grad_output of size"):
+        F.relu_backward(T(np.ones((6, 9))), T(x))
+    with pytest.raises(cnnlab.DtypeError, match="float32 or float64"):
+        F.relu(T(np.arange(5)))

@@ -45,7 +45,7 @@ from cnnlab._parallel import kernel_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-           "matmul", "openmp_enabled"]
+           "matmul", "relu", "relu_backward", "openmp_enabled"]
 
 cdef extern from *:
     """
@@ -691,7 +691,7 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
 # Summed over input channels, the 36 element-wise products are 36 GEMMs over a block of T
 # tiles, M[xi] (K x T) = U[xi] (K x C) @ V[xi] (C x T): 36 K C multiply-adds per tile where a
 # direct method does 144 K C. A work item is a block of tiles: its thread transforms the
-# input into V (36, C, T), runs the 36 GEMMs into M (36, K, T) and transforms M into the
+# input into V (C, 36, T), runs the 36 GEMMs into M (K, 36, T) and transforms M into the
 # output, adding the bias. The input gradient of a stride-1 3x3 convolution is the forward
 # convolution of grad_output with the flipped, transposed kernel (padding 2 - p): the same
 # code. The weight gradient is the transposed algorithm, gw = G^T [sum over tiles of
@@ -818,6 +818,11 @@ cdef inline void _rows_in(const floating* src, Py_ssize_t stride, Py_ssize_t row
                           Py_ssize_t n, floating* d) noexcept nogil:
     """d[r*_LANES + q] = src[r*stride + q] for r < rows, q < n (lanes >= n untouched)."""
     cdef Py_ssize_t r, q
+    if n == _LANES:                       # a constant trip count: one vector loop
+        for r in range(rows):
+            for q in range(_LANES):
+                d[r * _LANES + q] = src[r * stride + q]
+        return
     for r in range(rows):
         for q in range(n):
             d[r * _LANES + q] = src[r * stride + q]
@@ -827,6 +832,11 @@ cdef inline void _rows_out(const floating* d, Py_ssize_t rows, Py_ssize_t n, flo
                            Py_ssize_t stride) noexcept nogil:
     """dst[r*stride + q] = d[r*_LANES + q] for r < rows, q < n."""
     cdef Py_ssize_t r, q
+    if n == _LANES:
+        for r in range(rows):
+            for q in range(_LANES):
+                dst[r * stride + q] = d[r * _LANES + q]
+        return
     for r in range(rows):
         for q in range(n):
             dst[r * stride + q] = d[r * _LANES + q]
@@ -886,7 +896,7 @@ cdef inline void _gather(const Lanes* ln, const floating* plane, Py_ssize_t w, i
 
 cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ssize_t nt,
                         floating* v, Py_ssize_t ldv) noexcept nogil:
-    """Transformed input patches of the tiles t0 + q (q < nt), v[(xi*C + c)*ldv + q]: for
+    """Transformed input patches of the tiles t0 + q (q < nt), v[(c*36 + xi)*ldv + q]: for
     x (n, c, h, w) and the 6x6 patch d of a tile's outputs, (B^T d B)[xi]. What lies outside
     the plane is zero."""
     cdef floating d[36 * _LANES]
@@ -905,13 +915,13 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
                 _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
             for i in range(6):            # along each column xj: e[., xj] -> f[xi, xj]
                 _bt6(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
-            _rows_out(f, 36, ln.n, v + c * ldv + q0, p.c * ldv)
+            _rows_out(f, 36, ln.n, v + c * 36 * ldv + q0, ldv)
 
 
 cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
                        Py_ssize_t nt, const floating* bias, floating* y) noexcept nogil:
     """y[img, k, row + i, col + j] = (A^T M A)[i, j] + bias[k] for the tiles t0 + q
-    (q < nt), M[xi] = m[(xi*K + k)*ldm + q]; clipped to the output plane."""
+    (q < nt), M[xi] = m[(k*36 + xi)*ldm + q]; clipped to the output plane."""
     cdef floating d[36 * _LANES]
     cdef floating e[24 * _LANES]
     cdef floating o[16 * _LANES]
@@ -924,7 +934,7 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
         q0 = q0_ * _LANES
         _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0, 0, p.ho, p.wo, 4, p.k, &ln)
         for k in range(p.k):
-            _rows_in(m + k * ldm + q0, p.k * ldm, 36, ln.n, d)
+            _rows_in(m + k * 36 * ldm + q0, ldm, 36, ln.n, d)
             for j in range(6):            # along each column xj: d[., xj] -> e[i, xj]
                 _at6(d + j * _LANES, 6 * _LANES, e + j * _LANES, 6 * _LANES)
             for i in range(4):            # along each row i: e[i, .] -> o[i, j]
@@ -932,9 +942,14 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
             b = 0 if bias == NULL else bias[k]
             for q in range(ln.n):
                 dst = y + k * howo + ln.at[q]
-                for i in range(ln.r1[q]):
-                    for j in range(ln.c1[q]):
-                        dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
+                if ln.r1[q] == 4 and ln.c1[q] == 4:      # a whole tile: no bounds to test
+                    for i in range(4):
+                        for j in range(4):
+                            dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
+                else:
+                    for i in range(ln.r1[q]):
+                        for j in range(ln.c1[q]):
+                            dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
 
 
 cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
@@ -992,8 +1007,8 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
             _wino_patches(&p, x, t0, nt, v, ldb)
             for xi in range(36):
                 _gemm(False, False, <int> p.k, <int> nt, <int> p.c, <floating> 1,
-                      u + xi * p.k * p.c, <int> p.c, v + xi * p.c * ldb, <int> ldb,
-                      <floating> 0, m + xi * p.k * ldb, <int> ldb)
+                      u + xi * p.k * p.c, <int> p.c, v + xi * ldb, <int> (36 * ldb),
+                      <floating> 0, m + xi * ldb, <int> (36 * ldb))
             _wino_output(&p, m, ldb, t0, nt, bias, y)
         free(v)
         free(m)
@@ -1337,6 +1352,65 @@ def conv2d_grad_weight(grad_output, x, spec):
         else:
             _conv2d_grad_weight[double](p, grad_output, x, part, gw, nt)
     return gw
+
+
+# --------------------------------------------------------------------------- ReLU
+
+# Element-wise, memory-bound: one pass in chunks of _RELU_CHUNK elements over this module's
+# threads (an array under two chunks stays on the calling thread: waking the pool costs
+# more). As torch: the forward keeps NaN and -0.0 (``0 if x < 0 else x``), the backward is
+# ``0 if y <= 0 else grad`` (threshold_backward: a NaN output passes its gradient).
+cdef Py_ssize_t _RELU_CHUNK = 1 << 15
+
+
+def relu(x):
+    """max(x, 0) of a C-contiguous float array of any shape; a new array."""
+    y = np.empty_like(x)
+    if x.dtype == np.float32:
+        _relu[float](x.reshape(-1), None, y.reshape(-1), _num_threads())
+    else:
+        _relu[double](x.reshape(-1), None, y.reshape(-1), _num_threads())
+    return y
+
+
+def relu_backward(grad_output, output):
+    """0 where output <= 0, else grad_output (output: relu's result, same shape)."""
+    gx = np.empty_like(grad_output)
+    if gx.dtype == np.float32:
+        _relu[float](grad_output.reshape(-1), output.reshape(-1), gx.reshape(-1),
+                     _num_threads())
+    else:
+        _relu[double](grad_output.reshape(-1), output.reshape(-1), gx.reshape(-1),
+                      _num_threads())
+    return gx
+
+
+cdef int _relu(const floating[::1] a, const floating[::1] mask, floating[::1] out,
+               int n_threads) except -1:
+    """out = relu(a) (mask None), or a where mask > 0 (relu's backward)."""
+    cdef Py_ssize_t n = a.shape[0], chunks = (n + _RELU_CHUNK - 1) // _RELU_CHUNK
+    cdef Py_ssize_t ch, lo, hi, i
+    cdef floating v
+    cdef const floating* src = &a[0] if n else NULL
+    cdef const floating* m = &mask[0] if mask is not None and n else NULL
+    cdef floating* dst = &out[0] if n else NULL
+    cdef bint forward = mask is None
+    if n == 0:
+        return 0
+    with nogil:
+        for ch in prange(chunks, schedule='static',
+                         num_threads=1 if chunks < 2 else min(<Py_ssize_t> n_threads, chunks)):
+            lo = ch * _RELU_CHUNK
+            hi = min(n, lo + _RELU_CHUNK)
+            if forward:
+                for i in range(lo, hi):
+                    v = src[i]
+                    dst[i] = 0 if v < 0 else v
+            else:
+                for i in range(lo, hi):
+                    v = src[i]                # loaded either way: a select, no branch
+                    dst[i] = 0 if m[i] <= 0 else v
+    return 0
 
 
 def bias_grad(grad_output):

@@ -14,8 +14,11 @@ The kernel contract (``_core``, ``_fallback`` and ``_torch`` all export exactly 
     avg_pool2d_backward(grad_output, spec) -> (N, C, H, W)
     matmul(a, b, trans_a, trans_b) -> (M, N)            op(a) @ op(b), op(a) = a.T if trans_a
         a 2-D (M, K) (or (K, M) when trans_a), b 2-D (K, N) (or (N, K) when trans_b)
+    relu(x) -> y                                        max(x, 0); NaN stays NaN
+    relu_backward(grad_output, output) -> grad_input    0 where output <= 0, else grad_output
+        x, grad_output, output: any shape (one shape per call)
 
-Operands arrive checked (``_checks``), 4-D, C-contiguous (possibly read-only), of one
+Operands arrive checked (``_checks``), 4-D (but matmul's and relu's), C-contiguous (possibly read-only), of one
 dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
 ``ConvSpec`` / ``PoolSpec``: reads outside the input are zeros (conv) or skipped (pooling).
 Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
@@ -35,7 +38,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ._checks import check_buffer, first_taps, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
-           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul"]
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul",
+           "relu", "relu_backward"]
 
 
 def _padded(x, spec, fill=0.0):
@@ -133,6 +137,20 @@ def matmul(a, b, trans_a, trans_b):
     return np.matmul(a.T if trans_a else a, b.T if trans_b else b)
 
 
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward(grad_output, output):
+    """A product with the mask (masked copies cost a mispredicted branch per element);
+    where that made a NaN (an infinite gradient times 0), the exact ``where`` instead."""
+    with np.errstate(invalid="ignore"):
+        gx = grad_output * ~(output <= 0)
+    if np.isnan(gx).any():
+        gx = np.where(output <= 0, np.zeros((), gx.dtype), grad_output)
+    return gx
+
+
 def _taps(spec):
     """For each kernel tap (i, j): (i, j, its slice of the padded array over all outputs)."""
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
@@ -211,7 +229,44 @@ def _empty(x, spec):
 
 def max_pool2d(x, spec):
     """PyTorch's scan: taps in row-major order, take a tap when ``val > best or isnan(val)``,
-    starting from best = -inf at the window's first in-bounds tap."""
+    starting from best = -inf at the window's first in-bounds tap.
+
+    Without NaNs that is a running ``maximum`` and, per window, the last tap that raised it;
+    taps come in increasing order, so the winner is a running maximum of ``raised * tap``
+    (small integers; masked copies would cost a mispredicted branch per element). A NaN
+    anywhere makes some window's maximum NaN; then the exact scan below runs instead."""
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    (ph, pw), (kh, kw), w = spec.padding, spec.kernel_size, spec.in_size[1]
+    best = np.full(x.shape[:2] + spec.out_size, -np.inf, x.dtype)
+    if _empty(x, spec):
+        return best, np.zeros(best.shape, np.int64)
+    ho, wo = spec.out_size
+    r0 = np.arange(ho, dtype=np.int64) * sh - ph      # each window's origin
+    c0 = np.arange(wo, dtype=np.int64) * sw - pw
+    rows, cols = first_taps(spec)
+    kind = np.min_scalar_type(kh * kw - 1)
+    tap = np.empty(best.shape, kind)                  # the winning tap, i*kW + j
+    tap[...] = ((rows - r0) // dh * kw)[:, None] + ((cols - c0) // dw)[None, :]
+    raised, scaled = np.empty(best.shape, bool), np.empty(best.shape, kind)
+    for r, c, out, src in _blocks(spec):
+        np.greater(x[src], best[out], out=raised[out])
+        np.multiply(raised[out], kind.type(r.tap * kw + c.tap), out=scaled[out])
+        np.maximum(tap[out], scaled[out], out=tap[out])
+        np.maximum(best[out], x[src], out=best[out])
+    if np.isnan(best).any():
+        return _max_pool2d_scan(x, spec)
+    if kh * kw <= 4096:                               # tap -> offset from the origin
+        i, j = np.divmod(np.arange(kh * kw, dtype=np.int64), kw)
+        idx = (i * dh * w + j * dw).take(tap)
+    else:                                             # a huge window: no table
+        i, j = np.divmod(tap.astype(np.int64), kw)
+        idx = i * (dh * w) + j * dw
+    idx += r0[:, None] * w + c0[None, :]
+    return best, idx
+
+
+def _max_pool2d_scan(x, spec):
+    """max_pool2d, tap by tap with masked copies: exact with NaNs."""
     (sh, sw), w = spec.stride, spec.in_size[1]
     best = np.full(x.shape[:2] + spec.out_size, -np.inf, x.dtype)
     if _empty(x, spec):

@@ -27,7 +27,8 @@ from ._checks import (INT_MAX, MODERATE_STRIDE, ArgumentError, first_taps, touch
 _ONEDNN_MAX_STRIDE = MODERATE_STRIDE
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
-           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul"]
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul",
+           "relu", "relu_backward"]
 
 
 def _pads(spec):
@@ -118,6 +119,14 @@ def bias_grad(grad_output):
 
 def matmul(a, b, trans_a, trans_b):
     return torch.matmul(a.T if trans_a else a, b.T if trans_b else b)
+
+
+def relu(x):
+    return torch.relu(x)
+
+
+def relu_backward(grad_output, output):
+    return torch.ops.aten.threshold_backward(grad_output, output, 0)
 
 
 def _pool_sizes(x, spec):

@@ -26,6 +26,7 @@ __all__ = [
     "max_pool2d", "max_pool2d_backward",
     "avg_pool2d", "avg_pool2d_backward",
     "linear", "linear_backward",
+    "relu", "relu_backward",
     "conv2d_output_shape", "conv_transpose2d_output_shape", "pool2d_output_shape",
 ]
 
@@ -342,3 +343,24 @@ def linear_backward(grad_output, input, weight):
     return (call.out(t.matmul(g, w, False, False).reshape(tuple(input.shape))),
             call.out(t.matmul(g, x, True, False)),
             call.out(t.bias_grad(g.reshape(rows, out_f, 1, 1))))
+
+
+# --------------------------------------------------------------------------- relu
+
+
+def relu(input):
+    """``max(input, 0)`` element-wise, as ``torch.relu``; any shape. NaN stays NaN."""
+    op = "relu"
+    check_floating(op, input=input)
+    call = _Call(op, input)
+    return call.out(call.twin.relu(call.arrays[0]))
+
+
+def relu_backward(grad_output, output):
+    """Gradient of :func:`relu` from its result ``output``: 0 where ``output <= 0``, else
+    ``grad_output`` (torch's ``threshold_backward``: a NaN output passes its gradient)."""
+    op = "relu_backward"
+    check_floating(op, output=output, grad_output=grad_output)
+    check_grad_output(op, grad_output, tuple(output.shape))
+    call = _Call(op, grad_output, output)
+    return call.out(call.twin.relu_backward(*call.arrays))

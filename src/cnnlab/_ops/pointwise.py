@@ -7,13 +7,18 @@ they met a float64 tensor.
 """
 from __future__ import annotations
 
-from .._array import ns, place
+from .. import functional as F
+from .._array import dtype_name, ns, place
 from .._types import as_device
 from ..autograd import Function
 
 __all__ = ["unbroadcast", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Exp", "Log", "Sqrt",
            "Abs", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clamp", "Maximum", "Minimum",
            "Where", "Copy", "Clone"]
+
+
+def _floating(a) -> bool:
+    return dtype_name(a) in ("float32", "float64")
 
 
 def unbroadcast(g, shape):
@@ -182,15 +187,21 @@ class Abs(Function):
 
 
 class Relu(Function):
+    """Float arrays go to the twins' relu kernels (one pass, cnnlab's threads); integer
+    ones (torch allows them) stay element-wise here."""
+
     @staticmethod
     def forward(ctx, a):
-        out = ns(a).maximum(a, 0)
+        out = F.relu(a) if _floating(a) else ns(a).maximum(a, 0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        return g * (ctx.saved_tensors[0] > 0)
+        out = ctx.saved_tensors[0]
+        if _floating(out) and g.dtype == out.dtype:
+            return F.relu_backward(g, out)
+        return g * ~(out <= 0)
 
 
 class LeakyRelu(Function):
