@@ -54,6 +54,28 @@ def test_winograd_shapes_match_reference_float64(twin, case, assert_close, rng):
         assert_close(twin.to_numpy(a), e)
 
 
+@pytest.mark.parametrize("case", CASES + [(3, 8, 13, 21, 18, 1), (1, 40, 9, 7, 30, 1),
+                                  (2, 130, 10, 6, 6, 1)], ids=_ids)
+def test_winograd_shapes_float32_normwise_bound(twin, case, rng):
+    """The same shapes in float32 (the compiled twin's own GEMM kernel on AVX2 CPUs: output
+    channels not a multiple of its 4-row blocks, tile counts not a multiple of its 8-wide
+    columns; BLAS past 128 input channels), against the naive loops in float64: within
+    1e-5 of the largest magnitude, as below."""
+    n, c, k, h, w, padding = case
+    x, wt, b = (rng.standard_normal(s) for s in ((n, c, h, w), (k, c, 3, 3), (k,)))
+    y64 = R.conv2d(x, wt, b, padding=padding)
+    gy = rng.standard_normal(y64.shape)
+    want = (y64,) + R.conv2d_backward(gy, x, wt, padding=padding)[:2]
+    T = lambda a: twin.to_twin(a.astype(np.float32))  # noqa: E731
+    got = (F.conv2d(T(x), T(wt), T(b), padding=padding),) + F.conv2d_backward(
+        T(gy), T(x), T(wt), padding=padding)[:2]
+    for name, a, e in zip(("y", "grad_input", "grad_weight"), got, want, strict=True):
+        a = twin.to_numpy(a)
+        assert a.dtype == np.float32
+        err = np.abs(a.astype(np.float64) - e).max() / np.abs(e).max()
+        assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
+
+
 def test_compiled_twin_takes_winograd_for_these_shapes():
     """The cases above do reach the Winograd kernels; few channels or groups do not."""
     core = pytest.importorskip("cnnlab._core")
