@@ -14,6 +14,7 @@ it must check.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import NamedTuple, Optional, Tuple
@@ -114,6 +115,28 @@ def window_extent(spec) -> Pair:
                  zip(spec.out_size, spec.stride, spec.dilation, spec.kernel_size))
 
 
+def _plain(a) -> bool:
+    """None, an int, bool or str, or a tuple of ints: an argument whose value (with its
+    type, for ``lru_cache(typed=True)``) says everything the checks look at."""
+    return (a is None or type(a) in (int, bool, str)
+            or (isinstance(a, tuple) and all(type(v) is int for v in a)))
+
+
+def _memo(check):
+    """Remember a spec check's answers for the last few hundred argument lists (a training
+    loop asks the same ones every step; each costs ~10 us of Python). Only plain positional
+    arguments (``_plain``) are remembered, so ``True`` never stands in for ``1`` inside a
+    tuple; errors are not remembered."""
+    cached = functools.lru_cache(maxsize=512, typed=True)(check)
+
+    @functools.wraps(check)
+    def call(*args, **kwargs):
+        if kwargs or not all(_plain(a) for a in args):
+            return check(*args, **kwargs)
+        return cached(*(tuple(a) if isinstance(a, tuple) else a for a in args))
+    return call
+
+
 def _size(shape) -> str:
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
@@ -171,6 +194,10 @@ def check_array(op: str, a, name: str = "input") -> None:
                         f"{type(a).__name__}")
 
 
+_FLOAT_CHARS = {"f": "float32", "d": "float64"}   # NumPy's dtype.char, read in C (dtype.name
+                                                  # and str(dtype) run Python code)
+
+
 def check_floating(op: str, **arrays) -> None:
     """All given arrays are float32 or float64, and of one dtype (None entries are skipped)."""
     first = None
@@ -178,7 +205,7 @@ def check_floating(op: str, **arrays) -> None:
         if a is None:
             continue
         check_array(op, a, name)
-        dt = dtype_name(a)
+        dt = _FLOAT_CHARS.get(getattr(a.dtype, "char", None)) or dtype_name(a)
         if dt not in ("float32", "float64"):
             raise DtypeError(
                 f"{op}: cnnlab computes in float32 or float64, but {name} has dtype {dt}; "
@@ -234,6 +261,7 @@ def _conv_hparams(stride, padding, dilation, groups, kernel_size, transposed=Fal
     return s, p, d, int(groups)
 
 
+@_memo
 def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dilation=1,
                 groups=1, op: str = "conv2d", check_output: bool = True) -> ConvSpec:
     """Check a conv2d call and return its spec. ``input_shape`` is 4-D (N, C_in, H, W),
@@ -285,6 +313,7 @@ def conv2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0, dila
     return ConvSpec(s, p0, d, g, (kh, kw), (h, w), out)
 
 
+@_memo
 def conv_transpose2d_spec(input_shape, weight_shape, bias_shape, stride=1, padding=0,
                           output_padding=0, groups=1, dilation=1,
                           check_output: bool = True) -> ConvSpec:
@@ -361,6 +390,7 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
     return out
 
 
+@_memo
 def pool2d_spec(input_shape, kernel_size, stride=None, padding=0, dilation=1,
                 ceil_mode=False, count_include_pad=True, divisor_override=None,
                 op: str = "max_pool2d", check_output: bool = True) -> PoolSpec:
