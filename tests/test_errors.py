@@ -263,3 +263,19 @@ def test_empty_weight_is_refused(twin, call):
 def test_torch_refuses_empty_weight_alike():
     with pytest.raises(RuntimeError, match="expected weight to be at least 1 at dimension 0"):
         TF.conv2d(torch.from_numpy(X), torch.zeros((0, 2, 3, 3), dtype=torch.float64))
+
+
+def test_remembered_spec_checks_keep_refusing_bools():
+    """The spec checks remember answers for repeated arguments; a bool never reuses the
+    answer for the equal int (True == 1), in a tuple or alone, and a refused call is refused
+    again."""
+    from cnnlab import _checks
+    shape = (1, 1, 4, 4)
+    assert _checks.pool2d_spec(shape, (1, 2)).kernel_size == (1, 2)
+    assert _checks.pool2d_spec(shape, 1).kernel_size == (1, 1)
+    for bad in ((True, 2), True):
+        with pytest.raises(TypeError, match="kernel_size must be an int"):
+            _checks.pool2d_spec(shape, bad)
+    for _ in range(2):
+        with pytest.raises(cnnlab.ArgumentError, match="stride should be greater than zero"):
+            _checks.pool2d_spec(shape, 2, 0)
