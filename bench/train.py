@@ -16,7 +16,7 @@ alternated, in the environment the script was started from (no OMP or BLAS varia
                     torch``) where cnnlab has them, else ``cnnlab.layers`` + ``cnnlab.optim``
     torch           the same network in ``torch.nn``, autograd, ``torch.optim.Adam``
     functional      a hand-written loop over ``cnnlab.functional`` (compiled twin): conv2d,
-                    ReLU in NumPy, max_pool2d, linear and their backwards, Adam in NumPy
+                    relu, max_pool2d, linear and their backwards, Adam in NumPy
     cython PASSIVE, cython BLAS=1  (``--env-variants``) cython with OMP_WAIT_POLICY=PASSIVE /
                     OPENBLAS_NUM_THREADS=1: the settings a thread fight would need; a library
                     must be as fast without them
@@ -114,7 +114,8 @@ def cnnlab_run(backend, x, y, channels, size):
 
 
 def functional_run(x, y, channels, size):
-    """A hand-written loop over cnnlab.functional (NumPy arrays), Adam in NumPy."""
+    """A hand-written loop over cnnlab.functional (NumPy arrays: conv2d, relu, max_pool2d,
+    linear and their backwards, no input gradient for the first layer), Adam in NumPy."""
     import numpy as np
     import cnnlab.functional as F
     rng = np.random.default_rng(0)
@@ -134,14 +135,13 @@ def functional_run(x, y, channels, size):
         acts, a = [], xb
         for i in range(3):
             w, b = params[2 * i], params[2 * i + 1]
-            z = F.conv2d(a, w, b, padding=1)
-            r = np.maximum(z, 0)
+            r = F.relu(F.conv2d(a, w, b, padding=1))
             p, idx = F.max_pool2d(r, 2, 2, return_indices=True)
-            acts.append((a, z, r, idx))
+            acts.append((a, r, idx))
             a = p
         f = a.reshape(len(xb), -1)
         h = F.linear(f, params[6], params[7])
-        hr = np.maximum(h, 0)
+        hr = F.relu(h)
         logits = F.linear(hr, params[8], params[9])
         e = np.exp(logits - logits.max(1, keepdims=True))
         g = e / e.sum(1, keepdims=True)
@@ -149,13 +149,13 @@ def functional_run(x, y, channels, size):
         g /= len(yb)
         grads = [None] * len(params)
         ghr, grads[8], grads[9] = F.linear_backward(g, hr, params[8])
-        gf, grads[6], grads[7] = F.linear_backward(ghr * (h > 0), f, params[6])
+        gf, grads[6], grads[7] = F.linear_backward(F.relu_backward(ghr, hr), f, params[6])
         ga = gf.reshape(a.shape)
         for i in (2, 1, 0):
-            a_in, z, r, idx = acts[i]
-            gr = F.max_pool2d_backward(ga, r, 2, 2, indices=idx)
-            ga, grads[2 * i], grads[2 * i + 1] = F.conv2d_backward(gr * (z > 0), a_in,
-                                                                   params[2 * i], padding=1)
+            a_in, r, idx = acts[i]
+            gr = F.relu_backward(F.max_pool2d_backward(ga, r, 2, 2, indices=idx), r)
+            ga, grads[2 * i], grads[2 * i + 1] = F.conv2d_backward(
+                gr, a_in, params[2 * i], padding=1, output_mask=(i > 0, True, True))
         return grads
 
     def adam(grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):

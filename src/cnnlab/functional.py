@@ -19,6 +19,7 @@ from . import _checks
 from ._checks import (ArgumentError, check_floating, check_grad_output, check_rank,
                       conv2d_output_shape, conv_transpose2d_output_shape, pool2d_output_shape)
 from ._dispatch import is_tensor, twin_for
+from ._malloc import keep_freed_memory
 
 __all__ = [
     "conv2d", "conv2d_backward",
@@ -43,7 +44,8 @@ class _Call:
     """Operands of one call, converted for the chosen twin, and the way back."""
 
     def __init__(self, op, *arrays):
-        self.twin, self.kind = twin_for(op, *arrays)
+        keep_freed_memory()          # once per process: see _malloc (a loop over these
+        self.twin, self.kind = twin_for(op, *arrays)   # calls frees and reallocates MBs)
         self.arrays = [self._in(a) for a in arrays]
 
     def _in(self, a):
