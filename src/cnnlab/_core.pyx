@@ -1091,6 +1091,15 @@ cdef extern from *:
                     #undef CNNLAB_TAP
                 }
             }
+        if (nk == 4 && ow + 8 * nv <= wo) {     /* a whole block: straight from registers */
+            #define CNNLAB_STORE(t)                                                   \
+                _mm256_storeu_ps(y0 + t * ys + ow, a##t##0);                          \
+                if (nv > 1) _mm256_storeu_ps(y0 + t * ys + ow + 8, a##t##1);          \
+                if (nv > 2) _mm256_storeu_ps(y0 + t * ys + ow + 16, a##t##2);
+            CNNLAB_STORE(0) CNNLAB_STORE(1) CNNLAB_STORE(2) CNNLAB_STORE(3)
+            #undef CNNLAB_STORE
+            return;
+        }
         __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
                             {a30, a31, a32}};
         for (long t = 0; t < nk; t++) {
@@ -1181,6 +1190,15 @@ cdef extern from *:
                 if (nv > 2) a##t##2 = _mm256_fmadd_ps(s, x2, a##t##2);
             CNNLAB_ROW(0) CNNLAB_ROW(1) CNNLAB_ROW(2) CNNLAB_ROW(3)
             #undef CNNLAB_ROW
+        }
+        if (nk == 4) {                          /* straight from registers */
+            #define CNNLAB_STORE(t)                                                   \
+                _mm256_storeu_ps(m + t * ldm, a##t##0);                               \
+                if (nv > 1) _mm256_storeu_ps(m + t * ldm + 8, a##t##1);               \
+                if (nv > 2) _mm256_storeu_ps(m + t * ldm + 16, a##t##2);
+            CNNLAB_STORE(0) CNNLAB_STORE(1) CNNLAB_STORE(2) CNNLAB_STORE(3)
+            #undef CNNLAB_STORE
+            return;
         }
         __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
                             {a30, a31, a32}};
