@@ -1,4 +1,5 @@
-"""Convolutions in the shapes the compiled twin computes with its direct kernel (float32, at
+"""Convolutions in the shapes the compiled twin computes with its direct kernels (forward and
+weight gradient; float32, at
 most 4 input channels, any stride, no dilation, one group, at least 4 output channels and 8
 output columns; AVX2+FMA CPUs): rows in blocks of 24, 16 and 8 columns (partial blocks at
 the right edge), 1 to 4 input channels, kernels 1 to 7 (square, even, 1xk and kx1),
@@ -63,6 +64,28 @@ def test_direct_shapes_match_reference(twin, case, assert_close, rng):
                  want - b.astype(np.float64)[:, None, None], np.float32)
 
 
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_direct_shapes_gradients_match_reference(twin, case, rng):
+    """The same layers' gradients (the weight gradient has a direct kernel of its own on
+    the compiled twin, with masked loads for the last columns of a row), in float32 against
+    the naive loops in float64: within 1e-5 of the largest magnitude of each."""
+    n, c, k, h, w, kernel, padding, *stride = case
+    stride = stride[0] if stride else 1
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((k, c, kh, kw))
+    gy = rng.standard_normal(R.conv2d(x, wt, stride=stride, padding=padding).shape)
+    want = R.conv2d_backward(gy, x, wt, stride=stride, padding=padding)
+    T = lambda a: twin.to_twin(a.astype(np.float32))  # noqa: E731
+    got = F.conv2d_backward(T(gy), T(x), T(wt), stride=stride, padding=padding)
+    for name, a, e in zip(("grad_input", "grad_weight", "grad_bias"), got, want, strict=True):
+        a = twin.to_numpy(a)
+        assert a.dtype == np.float32 and a.shape == e.shape
+        scale = max(np.abs(e).max(initial=0), 1e-30)      # an empty batch: all zeros
+        err = np.abs(a.astype(np.float64) - e).max(initial=0) / scale
+        assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_direct_wide_image_matches_scipy(twin, stride, assert_close, rng):
     """(1, 4, 20, 5000), 3x3: a thread's padded rows (256 KiB at most) hold the inputs of
@@ -89,3 +112,20 @@ def test_compiled_twin_takes_the_direct_kernel_for_these_shapes():
                                    stride[0] if stride else 1, padding, 1, 1)
         assert core._algorithm((n, c, h, w), k, spec, np.float32) == "direct"
         assert core._algorithm((n, c, h, w), k, spec, np.float64) == "im2col"
+
+
+def test_direct_weight_gradient_row_tail_adds_nothing_past_the_row(twin, rng):
+    """wo = 9 (one full block of 8 columns, then 1 under a mask): an infinite input in the
+    last column reaches the weights that read it (tap 2 of the last output), as in the naive
+    loops, and no other (an unmasked load would add inf * 0 = NaN to taps 0 and 1)."""
+    x = rng.standard_normal((1, 3, 5, 11))
+    x[:, :, :, -1] = np.inf
+    wt = rng.standard_normal((4, 3, 3, 3))
+    gy = np.abs(rng.standard_normal((1, 4, 3, 9))) + 0.5         # no inf * 0 in the sum
+    with np.errstate(invalid="ignore"):
+        want = R.conv2d_backward(gy, x, wt)[1]
+    T = lambda a: twin.to_twin(a.astype(np.float32))  # noqa: E731
+    got = twin.to_numpy(F.conv2d_backward(T(gy), T(x), T(wt))[1]).astype(np.float64)
+    assert np.isposinf(want[:, :, :, 2]).all() and np.isfinite(want[:, :, :, :2]).all()
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_allclose(got[:, :, :, :2], want[:, :, :, :2], rtol=1e-5, atol=1e-5)

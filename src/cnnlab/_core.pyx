@@ -8,9 +8,10 @@
 #                         forward); 36 GEMMs per block. Not the weight gradient: its
 #                         exact zeros (all products zero) must stay zero (see
 #                         conv2d_grad_weight).
-#   direct                forward of float32 layers with <= 4 input channels, any stride, on
-#                         AVX2+FMA CPUs (section "direct"); their gradients use im2col.
-#                         The same section holds Winograd's float32 GEMM kernel.
+#   direct                forward and weight gradient of float32 layers with <= 4 input
+#                         channels, any stride, on AVX2+FMA CPUs (section "direct"); their
+#                         input gradient uses im2col. The same section holds Winograd's
+#                         float32 GEMM kernel.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
 #                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
 #                         own column buffer. grad_input: GEMM then col2im per (image, group,
@@ -1042,8 +1043,12 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # channels x 24 output columns (x 16 or 8 at the right edge): twelve 8-wide AVX2
 # accumulators, three input loads and four broadcast weights per tap, one FMA per weight
 # and 8 pixels; weights are laid out (C_out/4, C_in, kH, kW, 4) so a tap's four are
-# adjacent. The C is compiled for AVX2+FMA (a function attribute) and used only when the
-# CPU has them; on other CPUs and compilers the layer stays on im2col.
+# adjacent. The weight gradient reuses the padded rows: per input channel, kernel row and
+# 3 taps, 4 output channels' grad_output rows times the 3 shifted input rows, summed over
+# a work item's rows in twelve accumulators (masked loads for a row's last columns), then
+# added into the thread's partial sum (added in thread order). The C is compiled for
+# AVX2+FMA (a function attribute) and used only when the CPU has them; on other CPUs and
+# compilers the layer stays on im2col.
 cdef extern from *:
     """
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -1113,18 +1118,12 @@ cdef extern from *:
         }
     }
 
-    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh,
-       sw, weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and
-       bias (k4,). pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of
-       ps = wv + (kw - 1) / sw floats each, wv = wo rounded up to 8. */
-    __attribute__((target("avx2,fma")))
-    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long sh,
-                                   long sw, long ph, long pw, long ho, long wo, float *y,
-                                   long oh0, long oh1, float *pad, long ps)
+    /* The prow padded rows that output rows oh0, ... read, per channel of x (c, h, w):
+       pad holds c * prow rows of sw phases of ps floats (see cnnlab_direct_rows). */
+    static void cnnlab_direct_pad(const float *x, long c, long h, long w, long sh, long sw,
+                                  long ph, long pw, long oh0, long prow, float *pad, long ps)
     {
-        long wv = (wo + 7) / 8 * 8, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
-        long taps = kh * kw;
+        long rs = sw * ps;
         for (long ci = 0; ci < c; ci++)
             for (long pr = 0; pr < prow; pr++) {
                 float *dst = pad + (ci * prow + pr) * rs;
@@ -1144,6 +1143,21 @@ cdef extern from *:
                         }
                 }
             }
+    }
+
+    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh,
+       sw, weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and
+       bias (k4,). pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of
+       ps = wv + (kw - 1) / sw floats each, wv = wo rounded up to 8. */
+    __attribute__((target("avx2,fma")))
+    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
+                                   const float *bias, long k, long kh, long kw, long sh,
+                                   long sw, long ph, long pw, long ho, long wo, float *y,
+                                   long oh0, long oh1, float *pad, long ps)
+    {
+        long wv = (wo + 7) / 8 * 8, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
+        long taps = kh * kw;
+        cnnlab_direct_pad(x, c, h, w, sh, sw, ph, pw, oh0, prow, pad, ps);
         for (long oh = oh0; oh < oh1; oh++) {
             const float *rows = pad + (oh - oh0) * sh * rs;
             for (long ko = 0; ko < k; ko += 4) {
@@ -1161,6 +1175,108 @@ cdef extern from *:
                                         ow, wo, y0, ho * wo, nk, 1);
             }
         }
+    }
+
+    /* The weight gradient of the same layers, one block: output channels k0 + t (t < nk
+       <= 4; g0 is channel k0's first row, channel stride gs) and taps j0 + jj (jj < nj
+       <= 3) of kernel row i of one input channel (rows: its padded row for the first
+       output row; rstep to the next output row's), summed over nrows output rows of wo
+       columns: out[t][jj] = sum gy[k0 + t, oh, ow] * xpad[oh*sh + i, ow*sw + j0 + jj].
+       Twelve accumulators, 8 columns at a time (the last few under a mask, x too, so
+       that nothing past the row enters a sum), then one horizontal sum each. */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void cnnlab_direct_gw_block(const float *rows, long rstep, long ps, long sw,
+                                              long j0, const float *g0, long gs, long nk,
+                                              long nrows, long wo, float out[4][3],
+                                              const int nj)
+    {
+        __m256 z = _mm256_setzero_ps();
+        __m256 a00 = z, a10 = z, a20 = z, a30 = z, a01 = z, a11 = z, a21 = z, a31 = z,
+               a02 = z, a12 = z, a22 = z, a32 = z;
+        const float *xo[3];                   /* tap j's phase and offset in a row */
+        for (int jj = 0; jj < nj; jj++)
+            xo[jj] = rows + ((j0 + jj) % sw) * ps + (j0 + jj) / sw;
+        long g1 = nk > 1 ? gs : 0, g2 = nk > 2 ? 2 * gs : g1, g3 = nk > 3 ? 3 * gs : g2;
+        long tail = wo % 8;
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int) tail),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (long r = 0; r < nrows; r++) {
+            const float *gr = g0 + r * wo;
+            long xr = r * rstep, ow = 0;
+            #define CNNLAB_GW(LOADG, LOADX)                                           \
+                {                                                                     \
+                    __m256 y0 = LOADG(gr + ow), y1 = LOADG(gr + g1 + ow),             \
+                           y2 = LOADG(gr + g2 + ow), y3 = LOADG(gr + g3 + ow), x;     \
+                    x = LOADX(xo[0] + xr + ow);                                       \
+                    a00 = _mm256_fmadd_ps(y0, x, a00); a10 = _mm256_fmadd_ps(y1, x, a10); \
+                    a20 = _mm256_fmadd_ps(y2, x, a20); a30 = _mm256_fmadd_ps(y3, x, a30); \
+                    if (nj > 1) {                                                     \
+                        x = LOADX(xo[1] + xr + ow);                                   \
+                        a01 = _mm256_fmadd_ps(y0, x, a01); a11 = _mm256_fmadd_ps(y1, x, a11); \
+                        a21 = _mm256_fmadd_ps(y2, x, a21); a31 = _mm256_fmadd_ps(y3, x, a31); \
+                    }                                                                 \
+                    if (nj > 2) {                                                     \
+                        x = LOADX(xo[2] + xr + ow);                                   \
+                        a02 = _mm256_fmadd_ps(y0, x, a02); a12 = _mm256_fmadd_ps(y1, x, a12); \
+                        a22 = _mm256_fmadd_ps(y2, x, a22); a32 = _mm256_fmadd_ps(y3, x, a32); \
+                    }                                                                 \
+                }
+            #define CNNLAB_LOAD(p) _mm256_loadu_ps(p)
+            #define CNNLAB_MASKED(p) _mm256_maskload_ps(p, mask)
+            for (; ow + 8 <= wo; ow += 8)
+                CNNLAB_GW(CNNLAB_LOAD, CNNLAB_LOAD)
+            if (tail)
+                CNNLAB_GW(CNNLAB_MASKED, CNNLAB_MASKED)
+            #undef CNNLAB_GW
+            #undef CNNLAB_LOAD
+            #undef CNNLAB_MASKED
+        }
+        __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
+                            {a30, a31, a32}};
+        for (int t = 0; t < 4; t++)
+            for (int jj = 0; jj < nj; jj++) {
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t][jj]),
+                                      _mm256_extractf128_ps(acc[t][jj], 1));
+                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                h = _mm_add_ss(h, _mm_movehdup_ps(h));
+                out[t][jj] = _mm_cvtss_f32(h);
+            }
+    }
+
+    /* Output rows [oh0, oh1) of one image's weight gradient, added into part (k, c, kh,
+       kw): x (c, h, w), gy (k, ho, wo); pad as in cnnlab_direct_rows. */
+    __attribute__((target("avx2,fma")))
+    static void cnnlab_direct_gw_rows(const float *x, long c, long h, long w, const float *gy,
+                                      long k, long kh, long kw, long sh, long sw, long ph,
+                                      long pw, long ho, long wo, long oh0, long oh1,
+                                      float *pad, long ps, float *part)
+    {
+        long rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
+        float out[4][3];
+        cnnlab_direct_pad(x, c, h, w, sh, sw, ph, pw, oh0, prow, pad, ps);
+        for (long ci = 0; ci < c; ci++)
+            for (long i = 0; i < kh; i++)
+                for (long j0 = 0; j0 < kw; j0 += 3) {
+                    const float *rows = pad + (ci * prow + i) * rs;
+                    long nj = kw - j0 < 3 ? kw - j0 : 3;
+                    for (long k0 = 0; k0 < k; k0 += 4) {
+                        const float *g0 = gy + (k0 * ho + oh0) * wo;
+                        long nk = k - k0 < 4 ? k - k0 : 4;
+                        if (nj == 3)
+                            cnnlab_direct_gw_block(rows, sh * rs, ps, sw, j0, g0, ho * wo, nk,
+                                                   oh1 - oh0, wo, out, 3);
+                        else if (nj == 2)
+                            cnnlab_direct_gw_block(rows, sh * rs, ps, sw, j0, g0, ho * wo, nk,
+                                                   oh1 - oh0, wo, out, 2);
+                        else
+                            cnnlab_direct_gw_block(rows, sh * rs, ps, sw, j0, g0, ho * wo, nk,
+                                                   oh1 - oh0, wo, out, 1);
+                        for (long t = 0; t < nk; t++)
+                            for (long jj = 0; jj < nj; jj++)
+                                part[(((k0 + t) * c + ci) * kh + i) * kw + j0 + jj] +=
+                                    out[t][jj];
+                    }
+                }
     }
 
     /* Winograd's element-wise products for one xi: m (k x nt, row stride ldm) = u (k x c,
@@ -1235,6 +1351,10 @@ cdef extern from *:
     static int cnnlab_direct_available(void) { return 0; }
     static void cnnlab_wino_gemm(const float *u, const float *v, float *m, long k, long c,
                                  long nt, long ldv, long ldm) {}
+    static void cnnlab_direct_gw_rows(const float *x, long c, long h, long w, const float *gy,
+                                      long k, long kh, long kw, long sh, long sw, long ph,
+                                      long pw, long ho, long wo, long oh0, long oh1,
+                                      float *pad, long ps, float *part) {}
     static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
                                    const float *bias, long k, long kh, long kw, long sh,
                                    long sw, long ph, long pw, long ho, long wo, float *y,
@@ -1248,6 +1368,10 @@ cdef extern from *:
                             long oh1, float* pad, long ps) nogil
     void cnnlab_wino_gemm(const float* u, const float* v, float* m, long k, long c, long nt,
                           long ldv, long ldm) nogil
+    void cnnlab_direct_gw_rows(const float* x, long c, long h, long w, const float* gy,
+                               long k, long kh, long kw, long sh, long sw, long ph, long pw,
+                               long ho, long wo, long oh0, long oh1, float* pad, long ps,
+                               float* part) nogil
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
@@ -1314,6 +1438,54 @@ def _direct_forward(x, weight, bias, Conv p):
     return y
 
 
+def _direct_grad_weight(grad_output, x, Conv p):
+    """conv2d_grad_weight on the direct kernel's layers: per-thread partial sums (threads,
+    C_out, C_in, kH, kW), added in thread order."""
+    nt = _num_threads()
+    part = np.zeros((max(1, nt), p.c_out, p.c_in, p.kh, p.kw), np.float32)
+    if p.n:
+        _direct_gw_run(p, x, grad_output, part.reshape(part.shape[0], -1), nt)
+    gw = part[0]
+    for t in range(1, part.shape[0]):
+        gw += part[t]
+    return gw
+
+
+cdef int _direct_gw_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, ::1] gy,
+                        float[:, ::1] part, int n_threads) except -1:
+    """The work items of _direct_run; thread t adds its items into part[t]."""
+    cdef Py_ssize_t ps = (p.wo + 7) // 8 * 8 + (p.kw - 1) // p.sw, rs = p.sw * ps
+    cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
+    cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
+                              max(1, (_DIRECT_PAD_FLOATS // (p.c_in * rs) - p.kh) // p.sh + 1))
+    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
+    cdef int threads = <int> min(<Py_ssize_t> n_threads, items, part.shape[0])
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef float* pad
+    cdef const float* px = &x[0, 0, 0, 0]
+    cdef const float* pg = &gy[0, 0, 0, 0]
+    cdef float* pp = &part[0, 0]
+    cdef Py_ssize_t xs = p.c_in * p.h * p.w, gs = p.c_out * p.ho * p.wo, ws = part.shape[1]
+    pad = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=threads):
+        pad = <float*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(float))
+        if pad == NULL:
+            failed_p[0] = 1
+        for item in prange(items, schedule='static'):
+            if pad == NULL:
+                continue
+            r0 = (item % blocks) * per
+            cnnlab_direct_gw_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w,
+                                  pg + (item // blocks) * gs, p.c_out, p.kh, p.kw, p.sh,
+                                  p.sw, p.ph, p.pw, p.ho, p.wo, r0, min(r0 + per, p.ho), pad,
+                                  ps, pp + threadid() * ws)
+        free(pad)
+    if failed:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the direct kernel's row buffer")
+    return 0
+
+
 # Typed entry points: C-contiguous memoryviews (``const`` lets read-only arrays in) checked
 # by Cython on the way in, then raw pointers. A pointer is only taken of a non-empty view.
 
@@ -1356,7 +1528,8 @@ cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:
 def _algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
     """'winograd', 'direct' or 'im2col': how conv2d computes a convolution of input shape
     ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its input gradient uses Winograd
-    when the forward does, else im2col; its weight gradient always im2col)."""
+    when the forward does, else im2col; its weight gradient the direct kernel when the
+    forward does, else im2col)."""
     cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
     if _winograd(&p):
         return "winograd"
@@ -1427,11 +1600,14 @@ def conv2d_grad_input(grad_output, weight, spec):
 
 def conv2d_grad_weight(grad_output, x, spec):
     """Gradient (C_out, C_in/groups, kH, kW) of conv2d with respect to its weight;
-    grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W). Always im2col + GEMM: a
-    weight whose products are all zero gets exactly 0, as in torch (Winograd's transforms
-    would leave rounding noise there, which Adam turns into full-size steps)."""
+    grad_output is (N, C_out, H_out, W_out), x (N, C_in, H, W). Sums of products only (the
+    direct kernel's layers, else im2col + GEMM): a weight whose products are all zero gets
+    exactly 0, as in torch (Winograd's transforms would leave rounding noise there, which
+    Adam turns into full-size steps)."""
     cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
     check_gemm_sizes(spec, p.c_in, p.c_out)
+    if _direct(&p, x.dtype):
+        return _direct_grad_weight(grad_output, x, p)
     _tiles_grad_weight(&p, x.dtype.itemsize)
     _check_columns(&p, x.dtype.itemsize)
     gw = np.empty((p.c_out, p.cg, p.kh, p.kw), x.dtype)
