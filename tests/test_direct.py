@@ -64,7 +64,17 @@ def test_direct_shapes_match_reference(twin, case, assert_close, rng):
                  want - b.astype(np.float64)[:, None, None], np.float32)
 
 
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+# Layers whose weight gradient alone takes the direct kernel (up to 32 input channels, rows
+# of at least 32 outputs): row tails, output channels not a multiple of 4, strides, 1xk.
+WIDE_GW_CASES = [
+    (2, 16, 9, 5, 37, 3, 1),
+    (1, 20, 5, 6, 70, 3, 1, 2),
+    (1, 8, 6, 5, 40, 5, 2),
+    (1, 32, 4, 4, 33, (1, 3), (0, 1)),
+]
+
+
+@pytest.mark.parametrize("case", CASES + WIDE_GW_CASES, ids=_ids)
 def test_direct_shapes_gradients_match_reference(twin, case, rng):
     """The same layers' gradients (the weight gradient has a direct kernel of its own on
     the compiled twin, with masked loads for the last columns of a row), in float32 against

@@ -132,18 +132,20 @@ def test_winograd_float32_normwise_bound(twin, shape, rng):
         assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
 
 
-@pytest.mark.parametrize("channels", [8, 3], ids=["winograd-layer", "direct-layer"])
+@pytest.mark.parametrize("channels, size", [(8, 16), (3, 16), (16, 32)],
+                         ids=["winograd-layer", "direct-layer", "wide-layer"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_weight_gradient_keeps_exact_zeros(twin, dtype, channels, rng):
+def test_weight_gradient_keeps_exact_zeros(twin, dtype, channels, size, rng):
     """A weight whose every product x * grad_output is zero gets exactly 0 on every twin, as
     in torch: input channel 0 is nonzero only in row 0, output channel 0's gradient only in
     row 3, further apart than the 3x3 kernel reaches but inside one 4x4 Winograd tile. (Its
     transforms would give rounding noise of ~1e-10 there, which Adam, dividing by the
-    gradient's own size, turns into steps of the full learning rate.) With 3 input channels
-    the compiled twin's float32 weight gradient is the direct kernel's."""
-    x = rng.standard_normal((2, channels, 16, 16)).astype(dtype)
+    gradient's own size, turns into steps of the full learning rate.) With 3 input channels,
+    or 16 and rows of 32, the compiled twin's float32 weight gradient is the direct
+    kernel's; with 8 channels of 16, im2col's."""
+    x = rng.standard_normal((2, channels, size, size)).astype(dtype)
     x[:, 0, 1:] = 0
-    g = rng.standard_normal((2, 8, 16, 16)).astype(dtype)
+    g = rng.standard_normal((2, 8, size, size)).astype(dtype)
     g[:, 0, :3] = 0
     g[:, 0, 4:] = 0
     w = rng.standard_normal((8, channels, 3, 3)).astype(dtype)

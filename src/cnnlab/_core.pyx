@@ -10,8 +10,9 @@
 #                         conv2d_grad_weight).
 #   direct                forward and weight gradient of float32 layers with <= 4 input
 #                         channels, any stride, on AVX2+FMA CPUs (section "direct"); their
-#                         input gradient uses im2col. The same section holds Winograd's
-#                         float32 GEMM kernel.
+#                         input gradient uses im2col. Also the weight gradient of float32
+#                         layers with <= 32 input channels and rows of >= 32 outputs. The
+#                         same section holds Winograd's float32 GEMM kernel.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
 #                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
 #                         own column buffer. grad_input: GEMM then col2im per (image, group,
@@ -1386,6 +1387,22 @@ cdef inline bint _direct(const Conv* p, object dtype) noexcept:
             and p.wo >= 8)
 
 
+# The weight-gradient kernel also beats im2col on wider layers with rows of 32 outputs or
+# more, up to 32 input channels (2 threads, ms, im2col -> direct: 16->32 @32 2.77 -> 2.20,
+# 32->32 @32 4.91 -> 4.12, 16->16 @64 6.76 -> 4.85); not on narrow rows (32->64 @16 2.38 ->
+# 3.21: a block's sums cost more than its 2 vectors a row) or more channels (64->64 @32
+# 17.4 -> 18.2, 128->128 @28 13.5 -> 22.4).
+cdef Py_ssize_t _DIRECT_GW_MAX_CHANNELS = 32
+cdef Py_ssize_t _DIRECT_GW_MIN_WIDTH = 32
+
+
+cdef inline bint _direct_gw(const Conv* p, object dtype) noexcept:
+    """A weight gradient the direct kernel takes: the forward's layers, and wide rows."""
+    return _direct(p, dtype) or (
+        _DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1 and p.dh == 1
+        and p.dw == 1 and p.c_in <= _DIRECT_GW_MAX_CHANNELS and p.wo >= _DIRECT_GW_MIN_WIDTH)
+
+
 cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
                      const float[::1] b, float[:, :, :, ::1] y, int n_threads) except -1:
     """y = conv(x) + b on the direct kernel; work items (image, block of output rows), at
@@ -1528,8 +1545,7 @@ cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:
 def _algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
     """'winograd', 'direct' or 'im2col': how conv2d computes a convolution of input shape
     ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its input gradient uses Winograd
-    when the forward does, else im2col; its weight gradient the direct kernel when the
-    forward does, else im2col)."""
+    when the forward does, else im2col; its weight gradient: ``_direct_gw``)."""
     cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
     if _winograd(&p):
         return "winograd"
@@ -1606,7 +1622,7 @@ def conv2d_grad_weight(grad_output, x, spec):
     Adam turns into full-size steps)."""
     cdef Conv p = _conv_geometry(tuple(x.shape), grad_output.shape[1], spec)
     check_gemm_sizes(spec, p.c_in, p.c_out)
-    if _direct(&p, x.dtype):
+    if _direct_gw(&p, x.dtype):
         return _direct_grad_weight(grad_output, x, p)
     _tiles_grad_weight(&p, x.dtype.itemsize)
     _check_columns(&p, x.dtype.itemsize)
