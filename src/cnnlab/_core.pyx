@@ -722,6 +722,11 @@ cdef Py_ssize_t _WINO_MIN_CHANNELS = 8
 cdef Py_ssize_t _WINO_OWN_GEMM_CHANNELS = 128
 
 
+cdef inline bint _wino_own_gemm(Py_ssize_t c) noexcept:
+    """float32 Winograd products on cnnlab_wino_gemm (else BLAS): c input channels."""
+    return _DIRECT_AVAILABLE and c <= _WINO_OWN_GEMM_CHANNELS
+
+
 cdef struct Wino:
     Py_ssize_t n, c, k       # images, input channels, output channels
     Py_ssize_t h, w          # input plane
@@ -996,7 +1001,7 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef int threads = <int> min(<Py_ssize_t> n_threads, p.items)
-    cdef bint own_gemm = _DIRECT_AVAILABLE and p.c <= _WINO_OWN_GEMM_CHANNELS
+    cdef bint own_gemm = _wino_own_gemm(p.c)
     cdef floating* v
     cdef floating* m
     if p.items == 0:
@@ -1562,7 +1567,10 @@ def _winograd_forward(x, weight, bias, bint flip, Py_ssize_t c_out, Py_ssize_t h
     y = np.empty((q.n, q.k, q.ho, q.wo), x.dtype)
     u = np.empty((36, q.k, q.c), x.dtype)
     b = np.empty(0, x.dtype) if bias is None else bias
-    with _one_blas_thread:
+    # On our own GEMM kernel no BLAS call is made, so BLAS's pool is left alone: setting it
+    # to one thread and back costs more than the call (OpenBLAS's woken threads spin).
+    own = x.dtype == np.float32 and _wino_own_gemm(q.c)
+    with (_unguarded if own else _one_blas_thread):
         if x.dtype == np.float32:
             _winograd_conv[float](q, x, weight, flip, b, u, y, nt)
         else:
