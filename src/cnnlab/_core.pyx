@@ -1408,23 +1408,21 @@ cdef inline bint _direct_gw(const Conv* p, object dtype) noexcept:
         and p.dw == 1 and p.c_in <= _DIRECT_GW_MAX_CHANNELS and p.wo >= _DIRECT_GW_MIN_WIDTH)
 
 
-cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
-                     const float[::1] b, float[:, :, :, ::1] y, int n_threads) except -1:
-    """y = conv(x) + b on the direct kernel; work items (image, block of output rows), at
-    least a few per thread, each block's padded rows within _DIRECT_PAD_FLOATS."""
+cdef int _direct_run(Conv p, const float* x, const float* wk, const float* b, float* out,
+                     Py_ssize_t out_stride, bint grad_weight, int n_threads) except -1:
+    """The direct kernel's work items (image, block of output rows), at least a few per
+    thread, each block's padded rows within _DIRECT_PAD_FLOATS. Forward: out = y (N, C_out,
+    H_out, W_out) = conv(x) + b (wk: the laid-out weights). Weight gradient (wk: grad_output,
+    b unused): thread t adds its items into out + t * out_stride."""
     cdef Py_ssize_t ps = (p.wo + 7) // 8 * 8 + (p.kw - 1) // p.sw, rs = p.sw * ps
     cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
     cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
                               max(1, (_DIRECT_PAD_FLOATS // (p.c_in * rs) - p.kh) // p.sh + 1))
-    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
+    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0, r1, img
+    cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef float* pad
-    cdef const float* px = &x[0, 0, 0, 0]
-    cdef const float* pw = &wk[0]
-    cdef const float* pb = &b[0]
-    cdef float* py = &y[0, 0, 0, 0]
-    cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
     pad = NULL                          # thread-private below; set here to quiet -Wall
     with nogil, parallel(num_threads=<int> min(<Py_ssize_t> n_threads, items)):
         pad = <float*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(float))
@@ -1433,10 +1431,17 @@ cdef int _direct_run(Conv p, const float[:, :, :, ::1] x, const float[::1] wk,
         for item in prange(items, schedule='static'):
             if pad == NULL:
                 continue
+            img = item // blocks
             r0 = (item % blocks) * per
-            cnnlab_direct_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w, pw, pb,
-                               p.c_out, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo,
-                               py + (item // blocks) * ys, r0, min(r0 + per, p.ho), pad, ps)
+            r1 = min(r0 + per, p.ho)
+            if grad_weight:
+                cnnlab_direct_gw_rows(x + img * xs, p.c_in, p.h, p.w, wk + img * ys, p.c_out,
+                                      p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo, r0, r1,
+                                      pad, ps, out + threadid() * out_stride)
+            else:
+                cnnlab_direct_rows(x + img * xs, p.c_in, p.h, p.w, wk, b, p.c_out, p.kh,
+                                   p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo, out + img * ys,
+                                   r0, r1, pad, ps)
         free(pad)
     if failed:
         raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
@@ -1455,8 +1460,12 @@ def _direct_forward(x, weight, bias, Conv p):
     if bias is not None:
         b[:p.c_out] = bias
     y = np.empty((p.n, p.c_out, p.ho, p.wo), np.float32)
+    cdef const float[:, :, :, ::1] xv = x
+    cdef const float[::1] wv = wk, bv = b
+    cdef float[:, :, :, ::1] yv = y
     if p.n:
-        _direct_run(p, x, wk, b, y, _num_threads())
+        _direct_run(p, &xv[0, 0, 0, 0], &wv[0], &bv[0], &yv[0, 0, 0, 0], 0, False,
+                    _num_threads())
     return y
 
 
@@ -1465,47 +1474,16 @@ def _direct_grad_weight(grad_output, x, Conv p):
     C_out, C_in, kH, kW), added in thread order."""
     nt = _num_threads()
     part = np.zeros((max(1, nt), p.c_out, p.c_in, p.kh, p.kw), np.float32)
+    cdef const float[:, :, :, ::1] xv = x
+    cdef const float[:, :, :, ::1] gv = grad_output
+    cdef float[:, ::1] pv = part.reshape(part.shape[0], -1)
     if p.n:
-        _direct_gw_run(p, x, grad_output, part.reshape(part.shape[0], -1), nt)
+        _direct_run(p, &xv[0, 0, 0, 0], &gv[0, 0, 0, 0], NULL, &pv[0, 0], pv.shape[1], True,
+                    nt)
     gw = part[0]
     for t in range(1, part.shape[0]):
         gw += part[t]
     return gw
-
-
-cdef int _direct_gw_run(Conv p, const float[:, :, :, ::1] x, const float[:, :, :, ::1] gy,
-                        float[:, ::1] part, int n_threads) except -1:
-    """The work items of _direct_run; thread t adds its items into part[t]."""
-    cdef Py_ssize_t ps = (p.wo + 7) // 8 * 8 + (p.kw - 1) // p.sw, rs = p.sw * ps
-    cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
-    cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
-                              max(1, (_DIRECT_PAD_FLOATS // (p.c_in * rs) - p.kh) // p.sh + 1))
-    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0
-    cdef int threads = <int> min(<Py_ssize_t> n_threads, items, part.shape[0])
-    cdef int failed = 0
-    cdef int* failed_p = &failed
-    cdef float* pad
-    cdef const float* px = &x[0, 0, 0, 0]
-    cdef const float* pg = &gy[0, 0, 0, 0]
-    cdef float* pp = &part[0, 0]
-    cdef Py_ssize_t xs = p.c_in * p.h * p.w, gs = p.c_out * p.ho * p.wo, ws = part.shape[1]
-    pad = NULL                          # thread-private below; set here to quiet -Wall
-    with nogil, parallel(num_threads=threads):
-        pad = <float*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(float))
-        if pad == NULL:
-            failed_p[0] = 1
-        for item in prange(items, schedule='static'):
-            if pad == NULL:
-                continue
-            r0 = (item % blocks) * per
-            cnnlab_direct_gw_rows(px + (item // blocks) * xs, p.c_in, p.h, p.w,
-                                  pg + (item // blocks) * gs, p.c_out, p.kh, p.kw, p.sh,
-                                  p.sw, p.ph, p.pw, p.ho, p.wo, r0, min(r0 + per, p.ho), pad,
-                                  ps, pp + threadid() * ws)
-        free(pad)
-    if failed:
-        raise MemoryError("conv2d_grad_weight: cannot allocate the direct kernel's row buffer")
-    return 0
 
 
 # Typed entry points: C-contiguous memoryviews (``const`` lets read-only arrays in) checked
