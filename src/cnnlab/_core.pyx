@@ -956,14 +956,9 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
             b = 0 if bias == NULL else bias[k]
             for q in range(ln.n):
                 dst = y + k * howo + ln.at[q]
-                if ln.r1[q] == 4 and ln.c1[q] == 4:      # a whole tile: no bounds to test
-                    for i in range(4):
-                        for j in range(4):
-                            dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
-                else:
-                    for i in range(ln.r1[q]):
-                        for j in range(ln.c1[q]):
-                            dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
+                for i in range(ln.r1[q]):
+                    for j in range(ln.c1[q]):
+                        dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
 
 
 cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,

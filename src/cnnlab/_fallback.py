@@ -14,13 +14,15 @@ The kernel contract (``_core``, ``_fallback`` and ``_torch`` all export exactly 
     avg_pool2d_backward(grad_output, spec) -> (N, C, H, W)
     matmul(a, b, trans_a, trans_b) -> (M, N)            op(a) @ op(b), op(a) = a.T if trans_a
         a 2-D (M, K) (or (K, M) when trans_a), b 2-D (K, N) (or (N, K) when trans_b)
-    relu(x) -> y                                        max(x, 0); NaN stays NaN
+    relu(x) -> y                                        max(x, 0); NaN stays NaN (-0.0
+                                                        stays -0.0 but here, where it is 0.0)
     relu_backward(grad_output, output) -> grad_input    0 where output <= 0, else grad_output
         x, grad_output, output: any shape (one shape per call)
 
-Operands arrive checked (``_checks``), 4-D (but matmul's and relu's), C-contiguous (possibly read-only), of one
-dtype (float32 or float64); results are new arrays of that dtype. ``spec`` is a
-``ConvSpec`` / ``PoolSpec``: reads outside the input are zeros (conv) or skipped (pooling).
+Operands arrive checked (``_checks``), 4-D (but matmul's and relu's), C-contiguous
+(possibly read-only), of one dtype (float32 or float64); results are new arrays of that
+dtype. ``spec`` is a ``ConvSpec`` / ``PoolSpec``: reads outside the input are zeros (conv)
+or skipped (pooling).
 Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
 NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
 
@@ -266,11 +268,9 @@ def max_pool2d(x, spec):
 
 
 def _max_pool2d_scan(x, spec):
-    """max_pool2d, tap by tap with masked copies: exact with NaNs."""
+    """max_pool2d, tap by tap with masked copies: exact with NaNs (x is not empty)."""
     (sh, sw), w = spec.stride, spec.in_size[1]
     best = np.full(x.shape[:2] + spec.out_size, -np.inf, x.dtype)
-    if _empty(x, spec):
-        return best, np.zeros(best.shape, np.int64)
     rows, cols = first_taps(spec)
     idx = np.empty(best.shape, np.int64)
     idx[...] = rows[:, None] * w + cols[None, :]
