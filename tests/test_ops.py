@@ -134,6 +134,48 @@ def test_conv2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
         assert_close(a, e, dtype)
 
 
+@pytest.mark.parametrize("layout", ["flat", "windowed"])
+@pytest.mark.parametrize("shapes, kw", CONV_CASES)
+def test_numpy_twin_im2col_layouts(monkeypatch, assert_close, rng, shapes, kw, layout):
+    """The NumPy twin picks its im2col layout by size (flat for stride 1 on large planes,
+    windowed otherwise); forced either way, every case agrees with the reference."""
+    from cnnlab import _fallback
+    limit = np.inf if layout == "flat" else 0.0
+    monkeypatch.setattr(_fallback, "_FLAT_FORWARD", limit)
+    monkeypatch.setattr(_fallback, "_FLAT_GRAD_INPUT", limit)
+    x_shape, w_shape = shapes
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    b = _bias(rng, shapes, w_shape[0], np.float64)
+    with cnnlab.use_backend("numpy"):
+        y = F.conv2d(x, w, b, **kw)
+        assert_close(y, R.conv2d(x, w, b, **kw), np.float64)
+        g = rng.standard_normal(y.shape)
+        got = F.conv2d_backward(g, x, w, **kw)
+    for a, e in zip(got, R.conv2d_backward(g, x, w, **kw)):
+        assert_close(a, e, np.float64)
+
+
+def test_conv2d_on_the_numpy_twins_flat_layout(twin, assert_close, rng):
+    """A 3x3 layer on 44x44 planes (46*46 padded positions for 44*44 outputs: the NumPy
+    twin's forward takes the flat layout), also with a wider, dilated padding (its input
+    gradient does); float64 against the reference."""
+    from cnnlab import _checks, _fallback
+    x = rng.standard_normal((2, 3, 44, 44))
+    w = rng.standard_normal((5, 3, 3, 3))
+    b = rng.standard_normal(5)
+    spec = _checks.conv2d_spec(x.shape, w.shape, b.shape, 1, 1)
+    assert _fallback._flat_ok(x, spec, _fallback._FLAT_FORWARD)
+    T = twin.to_twin
+    for kw in ({"padding": 1}, {"padding": 2, "dilation": 2}):
+        y = twin.to_numpy(F.conv2d(T(x), T(w), T(b), **kw))
+        assert_close(y, R.conv2d(x, w, b, **kw), np.float64)
+        g = rng.standard_normal(y.shape)
+        got = twin.to_numpy(F.conv2d_backward(T(g), T(x), T(w), **kw))
+        for a, e in zip(got, R.conv2d_backward(g, x, w, **kw)):
+            assert_close(a, e, np.float64)
+
+
 # --------------------------------------------------------------------------- conv_transpose2d
 
 TRANSPOSE_CASES = [
