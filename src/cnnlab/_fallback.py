@@ -28,7 +28,9 @@ NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
 
 Here the convolutions are im2col with ``sliding_window_view`` and one 2-D GEMM per group
 (NumPy's batched matmul does not reach BLAS for these shapes), and pooling and col2im loop
-over the kernel taps, each a strided slice of all pixels at once.
+over the kernel taps, each a strided slice of all pixels at once. With stride 1, im2col
+(on large planes) and col2im use a flat layout where each tap is one contiguous slice (see
+"stride 1" below).
 """
 from __future__ import annotations
 
