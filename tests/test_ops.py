@@ -142,6 +142,7 @@ def test_numpy_twin_im2col_layouts(monkeypatch, assert_close, rng, shapes, kw, l
     from cnnlab import _fallback
     limit = np.inf if layout == "flat" else 0.0
     monkeypatch.setattr(_fallback, "_FLAT_FORWARD", limit)
+    monkeypatch.setattr(_fallback, "_FLAT_FORWARD_CHANNELS", limit)
     monkeypatch.setattr(_fallback, "_FLAT_GRAD_INPUT", limit)
     x_shape, w_shape = shapes
     x = rng.standard_normal(x_shape)

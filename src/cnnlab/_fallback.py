@@ -91,7 +91,7 @@ def conv2d(x, weight, bias, spec):
     """im2col (for stride 1 and large planes, in the flat layout below), then one 2-D GEMM
     per group (NumPy's BLAS, its own threads)."""
     g, n = spec.groups, x.shape[0]
-    flat = _flat_ok(x, spec, _FLAT_FORWARD)
+    flat = x.shape[1] // g <= _FLAT_FORWARD_CHANNELS and _flat_ok(x, spec, _FLAT_FORWARD)
     cols, (hp, wp) = _flat_columns(x, spec) if flat else (_columns(x, spec), spec.out_size)
     wm = weight.reshape(g, weight.shape[0] // g, -1)             # G,Og,K
     y = np.empty((g, wm.shape[1], cols.shape[2]), x.dtype)
@@ -163,12 +163,15 @@ def relu_backward(grad_output, output):
 # W_out elements at a time), and col2im adds each tap's columns to one contiguous slice.
 # The GEMM then runs over every flat position, the padding's among them: the forward
 # drops those results, and the input gradient reads zeros there. That share of padded
-# positions is the price; measured, it pays for the forward on 64x64 planes with padding 1
-# (6% more positions) but not on 32x32 (13%), and for the input gradient down to 4x4
-# (125%), where the strided col2im it replaces is slowest.
+# positions is the price. Measured, it pays for the input gradient down to 4x4 planes
+# (125% more positions), where the strided col2im it replaces is slowest; for the forward
+# only on 64x64 planes with padding 1 (6% more) and few input channels (3->16: 5-18%
+# faster; 64->64 @56: 10% slower, its GEMM outweighs the copies; 16->32 @32: even).
 
-#: The most flat positions per output at which each op takes the flat layout.
+#: The most flat positions per output at which each op takes the flat layout, and the
+#: most input channels per group for the forward.
 _FLAT_FORWARD = 1.1
+_FLAT_FORWARD_CHANNELS = 4
 _FLAT_GRAD_INPUT = 2.5
 
 
