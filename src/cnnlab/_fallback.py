@@ -188,29 +188,27 @@ def _flat_ok(a, spec, limit) -> bool:
     return hp * wp <= limit * spec.out_size[0] * spec.out_size[1]
 
 
-def _reach(spec, wp):
-    """The offset of the last tap: how far a tap's slice reaches past the positions."""
-    return (spec.kernel_size[0] - 1) * spec.dilation[0] * wp + (
-        spec.kernel_size[1] - 1) * spec.dilation[1]
+def _flat_offsets(spec, wp):
+    """Each tap's flat offset, in the weight's row-major (i, j) order; the last is how far a
+    tap's slice reaches past the positions."""
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    return [i * dh * wp + j * dw for i in range(kh) for j in range(kw)]
 
 
 def _flat_columns(x, spec):
     """im2col in the flat layout: ((G, C/G*kH*kW, N*Hp*Wp), rows in the weight's (c, i, j)
     order; (Hp, Wp))."""
-    (kh, kw), (dh, dw), (n, c, h, w) = spec.kernel_size, spec.dilation, x.shape
-    (ph, pw), (hp, wp) = spec.padding, _flat_shape(spec)
-    size = n * hp * wp
-    check_buffer("the NumPy twin's zero-padded input", (c, size + _reach(spec, wp)),
+    (n, c, h, w), (ph, pw), (hp, wp) = x.shape, spec.padding, _flat_shape(spec)
+    size, offsets = n * hp * wp, _flat_offsets(spec, wp)
+    check_buffer("the NumPy twin's zero-padded input", (c, size + offsets[-1]),
                  x.dtype.itemsize)
-    flat = np.zeros((c, size + _reach(spec, wp)), x.dtype)      # zeros past the last image
+    flat = np.zeros((c, size + offsets[-1]), x.dtype)           # zeros past the last image
     flat[:, :size].reshape(c, n, hp, wp)[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-    check_buffer("the NumPy twin's im2col columns", (c, kh * kw, size), x.dtype.itemsize)
-    cols = np.empty((c, kh * kw, size), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            start = i * dh * wp + j * dw
-            cols[:, i * kw + j] = flat[:, start:start + size]
-    return cols.reshape(spec.groups, c // spec.groups * kh * kw, size), (hp, wp)
+    check_buffer("the NumPy twin's im2col columns", (c, len(offsets), size), x.dtype.itemsize)
+    cols = np.empty((c, len(offsets), size), x.dtype)
+    for t, start in enumerate(offsets):
+        cols[:, t] = flat[:, start:start + size]
+    return cols.reshape(spec.groups, c // spec.groups * len(offsets), size), (hp, wp)
 
 
 def _flat_outputs(grad_output, spec):
@@ -226,18 +224,15 @@ def _flat_outputs(grad_output, spec):
 def _flat_col2im(cols, spec):
     """Sum flat columns (G, C/G*kH*kW, N*Hp*Wp) into their taps' input positions:
     (N, C, H, W)."""
-    (kh, kw), (dh, dw), (ph, pw), (h, w) = (spec.kernel_size, spec.dilation, spec.padding,
-                                            spec.in_size)
-    (hp, wp), size = _flat_shape(spec), cols.shape[2]
-    n, c = size // (hp * wp), cols.shape[0] * cols.shape[1] // (kh * kw)
-    cols = cols.reshape(c, kh * kw, size)
-    check_buffer("the NumPy twin's zero-padded input gradient", (c, size + _reach(spec, wp)),
+    (ph, pw), (h, w), (hp, wp), size = spec.padding, spec.in_size, _flat_shape(spec), cols.shape[2]
+    offsets = _flat_offsets(spec, wp)
+    n, c = size // (hp * wp), cols.shape[0] * cols.shape[1] // len(offsets)
+    cols = cols.reshape(c, len(offsets), size)
+    check_buffer("the NumPy twin's zero-padded input gradient", (c, size + offsets[-1]),
                  cols.dtype.itemsize)
-    gx = np.zeros((c, size + _reach(spec, wp)), cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            start = i * dh * wp + j * dw
-            gx[:, start:start + size] += cols[:, i * kw + j]
+    gx = np.zeros((c, size + offsets[-1]), cols.dtype)
+    for t, start in enumerate(offsets):
+        gx[:, start:start + size] += cols[:, t]
     inside = gx[:, :size].reshape(c, n, hp, wp)[:, :, ph:ph + h, pw:pw + w]
     return np.ascontiguousarray(inside.transpose(1, 0, 2, 3))
 
