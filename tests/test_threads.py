@@ -132,3 +132,27 @@ def test_kernel_in_forked_child_after_parent_used_it(backend, restore_threads):
     assert not isinstance(result, str), result
     assert_same(result[0], expected("conv2d"))
     assert_same(result[1], expected("max_pool2d_backward"))
+
+
+# (N, C_in, C_out, size, stride): the direct kernels, Winograd, im2col
+REPEAT_LAYERS = [(8, 3, 16, 20, 1), (8, 16, 16, 12, 1), (8, 5, 6, 15, 2)]
+
+
+@pytest.mark.parametrize("layer", REPEAT_LAYERS, ids=lambda c: "x".join(map(str, c)))
+def test_two_kernel_threads_give_the_same_bits_on_every_call(twin, layer, restore_threads):
+    """Work items go to whichever thread is free (forward, input gradient) or in a fixed
+    split (the weight gradient's per-thread sums): either way, repeated calls agree bit
+    for bit."""
+    n, c, k, s, stride = layer
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((n, c, s, s)), rng.standard_normal((k, c, 3, 3))
+    gy = rng.standard_normal(R.conv2d(x, w, stride=stride, padding=1).shape)
+    cnnlab.set_num_threads(2)
+    for dtype in (np.float32, np.float64):
+        T = lambda a: twin.to_twin(a.astype(dtype))  # noqa: E731
+        runs = [[twin.to_numpy(r) for r in (F.conv2d(T(x), T(w), None, stride, 1),)
+                 + F.conv2d_backward(T(gy), T(x), T(w), stride=stride, padding=1)]
+                for _ in range(6)]
+        for run in runs[1:]:
+            for a, e in zip(run, runs[0], strict=True):
+                np.testing.assert_array_equal(a, e)

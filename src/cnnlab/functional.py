@@ -240,6 +240,14 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return call.out(y, batched)
 
 
+def _indices_in(indices, plane) -> bool:
+    """Every index in [0, plane). NumPy's int64 in one pass: read as unsigned, a negative
+    index is larger than any plane."""
+    if is_tensor(indices):
+        return int(indices.min()) >= 0 and int(indices.max()) < plane
+    return int(indices.view(np.uint64).max()) < plane
+
+
 def _check_indices(op, indices, shape, plane):
     if tuple(indices.shape) != tuple(shape):
         raise ArgumentError(f"{op}: expected indices of size {_checks._size(shape)}, but got "
@@ -247,7 +255,7 @@ def _check_indices(op, indices, shape, plane):
     if _checks.dtype_name(indices) != "int64":
         raise _checks.DtypeError(f"{op}: indices must be int64, got "
                                  f"{_checks.dtype_name(indices)}")
-    if _checks.prod(shape) and (int(indices.min()) < 0 or int(indices.max()) >= plane):
+    if _checks.prod(shape) and not _indices_in(indices, plane):
         raise ArgumentError(f"{op}: indices out of range for an input plane of {plane} "
                             "elements")
 

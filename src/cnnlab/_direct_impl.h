@@ -1,0 +1,222 @@
+/* The direct kernels for one element type; included by _direct.h once per type, with
+   T (float, double), V (its AVX register), L (its lanes: 8, 4), FN(name) (name_T) and
+   the V* intrinsics defined; the end of this file undefines all but FN. How the kernels
+   work: see _direct.h. */
+
+/* One block: output channels [0, nk) (nk <= 4) of y0 (channel stride ys), columns
+   [ow, ow + L nv) of one output row (those < wo are stored), nv in 1..3 a constant after
+   inlining (the unused accumulators vanish). rows: the row's first padded input row of
+   channel 0 (channel stride cs, row stride rs), stored as sw phases of ps elements (phase
+   f holds padded columns f, f + sw, ...: tap j of output column q is phase j % sw, index
+   q + j / sw); wp: the 4 channels' weights (c, kh, kw, 4). */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void FN(cnnlab_direct_block)(const T *rows, long cs, long rs, long ps, long sw,
+                                           long c, long kh, long kw, const T *wp,
+                                           const T *bias, long ow, long wo, T *y0, long ys,
+                                           long nk, const int nv)
+{
+    V b0 = VSET1(bias[0]), b1 = VSET1(bias[1]), b2 = VSET1(bias[2]), b3 = VSET1(bias[3]);
+    V a00 = b0, a10 = b1, a20 = b2, a30 = b3, a01 = b0, a11 = b1, a21 = b2, a31 = b3,
+      a02 = b0, a12 = b1, a22 = b2, a32 = b3;
+    for (long ci = 0; ci < c; ci++)
+        for (long i = 0; i < kh; i++) {
+            const T *row = rows + ci * cs + i * rs + ow, *xj = row;
+            const T *wr = wp + (ci * kh + i) * kw * 4;
+            for (long j = 0, f = 0; j < kw; j++, wr += 4) {
+                V x0 = VLOADU(xj), x1, x2, s;
+                if (nv > 1) x1 = VLOADU(xj + L);
+                if (nv > 2) x2 = VLOADU(xj + 2 * L);
+                if (++f < sw) xj += ps;                   /* the next phase */
+                else { f = 0; row += 1; xj = row; }       /* phase 0, one further */
+                #define CNNLAB_TAP(t)                                                 \
+                    s = VBCAST(wr + t);                                               \
+                    a##t##0 = VFMA(s, x0, a##t##0);                                   \
+                    if (nv > 1) a##t##1 = VFMA(s, x1, a##t##1);                       \
+                    if (nv > 2) a##t##2 = VFMA(s, x2, a##t##2);
+                CNNLAB_TAP(0) CNNLAB_TAP(1) CNNLAB_TAP(2) CNNLAB_TAP(3)
+                #undef CNNLAB_TAP
+            }
+        }
+    if (nk == 4 && ow + L * nv <= wo) {      /* a whole block: straight from registers */
+        #define CNNLAB_STORE(t)                                                       \
+            VSTOREU(y0 + t * ys + ow, a##t##0);                                       \
+            if (nv > 1) VSTOREU(y0 + t * ys + ow + L, a##t##1);                       \
+            if (nv > 2) VSTOREU(y0 + t * ys + ow + 2 * L, a##t##2);
+        CNNLAB_STORE(0) CNNLAB_STORE(1) CNNLAB_STORE(2) CNNLAB_STORE(3)
+        #undef CNNLAB_STORE
+        return;
+    }
+    V acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22}, {a30, a31, a32}};
+    for (long t = 0; t < nk; t++) {
+        T *out = y0 + t * ys + ow, tmp[3 * L];
+        int full = ow + L * nv <= wo;
+        T *dst = full ? out : tmp;
+        for (int v = 0; v < nv; v++)
+            VSTOREU(dst + L * v, acc[t][v]);
+        if (!full)
+            for (long q = 0; q < wo - ow; q++) out[q] = tmp[q];
+    }
+}
+
+/* The prow padded rows that output rows oh0, ... read, per channel of x (c, h, w): pad
+   holds c * prow rows of sw phases of ps elements (see cnnlab_direct_rows). */
+static void FN(cnnlab_direct_pad)(const T *x, long c, long h, long w, long sh, long sw,
+                                  long ph, long pw, long oh0, long prow, T *pad, long ps)
+{
+    long rs = sw * ps;
+    for (long ci = 0; ci < c; ci++)
+        for (long pr = 0; pr < prow; pr++) {
+            T *dst = pad + (ci * prow + pr) * rs;
+            long r = oh0 * sh - ph + pr;
+            const T *src = x + (ci * h + (r < 0 || r >= h ? 0 : r)) * w;
+            if (r < 0 || r >= h) {
+                memset(dst, 0, rs * sizeof(T));
+            } else if (sw == 1) {          /* pw + w <= wo + kw - 1 <= rs */
+                memset(dst, 0, pw * sizeof(T));
+                memcpy(dst + pw, src, w * sizeof(T));
+                memset(dst + pw + w, 0, (rs - pw - w) * sizeof(T));
+            } else {
+                for (long f = 0; f < sw; f++)
+                    for (long q = 0; q < ps; q++) {
+                        long col = q * sw + f - pw;
+                        dst[f * ps + q] = col >= 0 && col < w ? src[col] : (T) 0;
+                    }
+            }
+        }
+}
+
+/* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh, sw,
+   weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and bias (k4,).
+   pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of ps = wv + (kw - 1)
+   / sw elements each, wv = wo rounded up to L. */
+__attribute__((target("avx2,fma")))
+static void FN(cnnlab_direct_rows)(const T *x, long c, long h, long w, const T *wk,
+                                   const T *bias, long k, long kh, long kw, long sh, long sw,
+                                   long ph, long pw, long ho, long wo, T *y, long oh0,
+                                   long oh1, T *pad, long ps)
+{
+    long wv = (wo + L - 1) / L * L, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
+    long taps = kh * kw;
+    FN(cnnlab_direct_pad)(x, c, h, w, sh, sw, ph, pw, oh0, prow, pad, ps);
+    for (long oh = oh0; oh < oh1; oh++) {
+        const T *rows = pad + (oh - oh0) * sh * rs;
+        for (long ko = 0; ko < k; ko += 4) {
+            const T *wp = wk + ko * c * taps;
+            T *y0 = y + (ko * ho + oh) * wo;
+            long nk = k - ko < 4 ? k - ko : 4, ow = 0;
+            for (; ow + 3 * L <= wv; ow += 3 * L)
+                FN(cnnlab_direct_block)(rows, prow * rs, rs, ps, sw, c, kh, kw, wp,
+                                        bias + ko, ow, wo, y0, ho * wo, nk, 3);
+            if (wv - ow == 2 * L)
+                FN(cnnlab_direct_block)(rows, prow * rs, rs, ps, sw, c, kh, kw, wp,
+                                        bias + ko, ow, wo, y0, ho * wo, nk, 2);
+            else if (wv - ow == L)
+                FN(cnnlab_direct_block)(rows, prow * rs, rs, ps, sw, c, kh, kw, wp,
+                                        bias + ko, ow, wo, y0, ho * wo, nk, 1);
+        }
+    }
+}
+
+/* The weight gradient of the same layers, one block: output channels k0 + t (t < nk <= 4;
+   g0 is channel k0's first row, channel stride gs) and taps j0 + jj (jj < nj <= 3) of
+   kernel row i of one input channel (rows: its padded row for the first output row; rstep
+   to the next output row's), summed over nrows output rows of wo columns:
+   out[t][jj] = sum gy[k0 + t, oh, ow] * xpad[oh*sh + i, ow*sw + j0 + jj]. Twelve
+   accumulators, L columns at a time (the last few under a mask, x too, so that nothing
+   past the row enters a sum), then one horizontal sum each. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void FN(cnnlab_direct_gw_block)(const T *rows, long rstep, long ps, long sw,
+                                              long j0, const T *g0, long gs, long nk,
+                                              long nrows, long wo, T out[4][3], const int nj)
+{
+    V z = VZERO();
+    V a00 = z, a10 = z, a20 = z, a30 = z, a01 = z, a11 = z, a21 = z, a31 = z, a02 = z,
+      a12 = z, a22 = z, a32 = z;
+    const T *xo[3];                           /* tap j's phase and offset in a row */
+    for (int jj = 0; jj < nj; jj++)
+        xo[jj] = rows + ((j0 + jj) % sw) * ps + (j0 + jj) / sw;
+    long g1 = nk > 1 ? gs : 0, g2 = nk > 2 ? 2 * gs : g1, g3 = nk > 3 ? 3 * gs : g2;
+    long tail = wo % L;
+    __m256i mask = VMASK(tail);
+    for (long r = 0; r < nrows; r++) {
+        const T *gr = g0 + r * wo;
+        long xr = r * rstep, ow = 0;
+        #define CNNLAB_GW(LOADG, LOADX)                                               \
+            {                                                                         \
+                V y0 = LOADG(gr + ow), y1 = LOADG(gr + g1 + ow), y2 = LOADG(gr + g2 + ow), \
+                  y3 = LOADG(gr + g3 + ow), x;                                        \
+                x = LOADX(xo[0] + xr + ow);                                           \
+                a00 = VFMA(y0, x, a00); a10 = VFMA(y1, x, a10);                       \
+                a20 = VFMA(y2, x, a20); a30 = VFMA(y3, x, a30);                       \
+                if (nj > 1) {                                                         \
+                    x = LOADX(xo[1] + xr + ow);                                       \
+                    a01 = VFMA(y0, x, a01); a11 = VFMA(y1, x, a11);                   \
+                    a21 = VFMA(y2, x, a21); a31 = VFMA(y3, x, a31);                   \
+                }                                                                     \
+                if (nj > 2) {                                                         \
+                    x = LOADX(xo[2] + xr + ow);                                       \
+                    a02 = VFMA(y0, x, a02); a12 = VFMA(y1, x, a12);                   \
+                    a22 = VFMA(y2, x, a22); a32 = VFMA(y3, x, a32);                   \
+                }                                                                     \
+            }
+        #define CNNLAB_MASKED(p) VMASKLOAD(p, mask)
+        for (; ow + L <= wo; ow += L)
+            CNNLAB_GW(VLOADU, VLOADU)
+        if (tail)
+            CNNLAB_GW(CNNLAB_MASKED, CNNLAB_MASKED)
+        #undef CNNLAB_GW
+        #undef CNNLAB_MASKED
+    }
+    V acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22}, {a30, a31, a32}};
+    for (int t = 0; t < 4; t++)
+        for (int jj = 0; jj < nj; jj++)
+            out[t][jj] = FN(cnnlab_hsum)(acc[t][jj]);
+}
+
+/* Output rows [oh0, oh1) of one image's weight gradient, added into part (k, c, kh, kw):
+   x (c, h, w), gy (k, ho, wo); pad as in cnnlab_direct_rows. */
+__attribute__((target("avx2,fma")))
+static void FN(cnnlab_direct_gw_rows)(const T *x, long c, long h, long w, const T *gy, long k,
+                                      long kh, long kw, long sh, long sw, long ph, long pw,
+                                      long ho, long wo, long oh0, long oh1, T *pad, long ps,
+                                      T *part)
+{
+    long rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
+    T out[4][3];
+    FN(cnnlab_direct_pad)(x, c, h, w, sh, sw, ph, pw, oh0, prow, pad, ps);
+    for (long ci = 0; ci < c; ci++)
+        for (long i = 0; i < kh; i++)
+            for (long j0 = 0; j0 < kw; j0 += 3) {
+                const T *rows = pad + (ci * prow + i) * rs;
+                long nj = kw - j0 < 3 ? kw - j0 : 3;
+                for (long k0 = 0; k0 < k; k0 += 4) {
+                    const T *g0 = gy + (k0 * ho + oh0) * wo;
+                    long nk = k - k0 < 4 ? k - k0 : 4;
+                    if (nj == 3)
+                        FN(cnnlab_direct_gw_block)(rows, sh * rs, ps, sw, j0, g0, ho * wo,
+                                                   nk, oh1 - oh0, wo, out, 3);
+                    else if (nj == 2)
+                        FN(cnnlab_direct_gw_block)(rows, sh * rs, ps, sw, j0, g0, ho * wo,
+                                                   nk, oh1 - oh0, wo, out, 2);
+                    else
+                        FN(cnnlab_direct_gw_block)(rows, sh * rs, ps, sw, j0, g0, ho * wo,
+                                                   nk, oh1 - oh0, wo, out, 1);
+                    for (long t = 0; t < nk; t++)
+                        for (long jj = 0; jj < nj; jj++)
+                            part[(((k0 + t) * c + ci) * kh + i) * kw + j0 + jj] +=
+                                out[t][jj];
+                }
+            }
+}
+
+#undef T
+#undef V
+#undef L
+#undef VLOADU
+#undef VSTOREU
+#undef VSET1
+#undef VBCAST
+#undef VFMA
+#undef VZERO
+#undef VMASKLOAD
+#undef VMASK
