@@ -261,8 +261,9 @@ def interleaved(args, cands, log):
     return times, {}, {n: H.blas_info() for n in cands}
 
 
-def tables(args, times, peak, order):
-    """Markdown: the op table and the thread-scaling table."""
+def tables(args, times, peak, order, peak1=None):
+    """Markdown: the op table and the thread-scaling table (with NumPy's GEMM on 1 and on
+    all threads, ``peak1`` and ``peak``, as the machine's own reference)."""
     cands = [c for c in ("reference", "numpy", "cython", "torch") if c in order]
     head = ("| case | dtype | pass | " + " | ".join(f"{c} ms" for c in cands)
             + " | cython/torch | cython GFLOP/s | cython % of peak | torch GFLOP/s |"
@@ -303,6 +304,14 @@ def tables(args, times, peak, order):
                                 "threads": args.threads, "speedup": t1 / tn})
                 lines.append(f"| {case['name']} | {dtype} | {H.fmt_ms(t1)} | {H.fmt_ms(tn)} "
                              f"| {t1 / tn:.2f}x |")
+        if peak1:
+            work = 2.0 * peak["size"] ** 3 / 1e9
+            for dtype in args.dtypes.split(","):
+                t1, tn = work / peak1[dtype], work / peak[dtype]
+                scaling.append({"case": "numpy gemm", "dtype": dtype, "t1": t1, "tn": tn,
+                                "threads": args.threads, "speedup": t1 / tn})
+                lines.append(f"| NumPy GEMM {peak['size']}^3 (the machine's reference) | "
+                             f"{dtype} | {H.fmt_ms(t1)} | {H.fmt_ms(tn)} | {t1 / tn:.2f}x |")
     return "\n".join(lines), rows, scaling
 
 
@@ -355,9 +364,14 @@ def main(argv=None):
     t0 = time.perf_counter()
     peak = H.sgemm_peak(args.threads)
     log(f"GEMM peak: float32 {peak['float32']:.0f}, float64 {peak['float64']:.0f} GFLOP/s")
+    peak1 = None
+    if args.scaling and "cython" in args.candidates and args.threads > 1:
+        peak1 = H.sgemm_peak(1)
+        log(f"GEMM on 1 thread: float32 {peak1['float32']:.0f}, float64 "
+            f"{peak1['float64']:.0f} GFLOP/s")
     times, per_process, blas = measure(args, log)
     load1 = H.load()
-    table, rows, scaling = tables(args, times, peak, list(times))
+    table, rows, scaling = tables(args, times, peak, list(times), peak1)
     method = ("interleaved in one process (OMP_WAIT_POLICY=PASSIVE)" if args.interleaved
               else f"each candidate in its own process, alternated, median of {args.rounds} "
                    f"processes x up to {args.repeats} calls")
@@ -370,7 +384,9 @@ def main(argv=None):
         "environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items())
         + f"; scheduling: {boosted}",
         f"GEMM peak (NumPy {peak['size']}^3, own processes): float32 "
-        f"{peak['float32']:.0f} GFLOP/s, float64 {peak['float64']:.0f} GFLOP/s",
+        f"{peak['float32']:.0f} GFLOP/s, float64 {peak['float64']:.0f} GFLOP/s"
+        + ("" if not peak1 else f"; on 1 thread {peak1['float32']:.0f} and "
+           f"{peak1['float64']:.0f}"),
     ] + [f"BLAS in the {c} process: {H.blas_line(b)}" for c, b in blas.items()] + [
         f"torch {info.get('torch')}, numpy {info['numpy']}, python {info['python']}"]
     text = "\n".join(header) + "\n\n" + table + "\n"
@@ -378,7 +394,8 @@ def main(argv=None):
     H.write_json(args.out + ".json", {"machine": info, "threads": args.threads,
                                       "method": method, "load": [load0, load1],
                                       "scheduling": boosted,
-                                      "peak": peak, "blas": blas, "rows": rows,
+                                      "peak": peak, "peak_1_thread": peak1,
+                                      "blas": blas, "rows": rows,
                                       "per_process": per_process,
                                       "thread_scaling": scaling})
     with open(args.out + ".md", "w") as f:
