@@ -234,6 +234,10 @@ AVG_POOL_CASES = MAX_POOL_CASES[:4] + [
     case("divisor-override", (1, 2, 6, 5), kernel_size=(2, 3), stride=(3, 1), padding=1,
          divisor_override=5),
     case("divisor-negative", (1, 1, 4, 4), kernel_size=2, divisor_override=-3),
+    # windows that tile the input exactly (the compiled twin writes each cell once)
+    case("tiled-k3", (2, 3, 9, 12), kernel_size=3),
+    case("tiled-rect", (1, 2, 12, 8), kernel_size=(3, 2)),
+    case("tiled-1x4-divisor", (1, 2, 5, 8), kernel_size=(1, 4), divisor_override=3),
     case("unbatched", (3, 6, 5), kernel_size=2, stride=1),
     case("batch0", (0, 2, 4, 4), kernel_size=2),
 ]
@@ -287,6 +291,18 @@ def test_avg_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
     g = rng.standard_normal(y.shape).astype(dtype)
     assert_close(twin.to_numpy(F.avg_pool2d_backward(T(g), T(x), **kw)),
                  oracle.avg_pool2d_backward(g, x, **kw), dtype)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)],
+                         ids=["tiled", "overlapping"])
+def test_avg_pool2d_backward_of_negative_zero_is_positive_zero(twin, kw):
+    """A gradient is a sum into zeros, in torch and in the naive loops: -0.0 in, +0.0 out
+    (the compiled twin writes tiled windows' cells once, and adds 0 to match)."""
+    x = np.zeros((1, 2, 6, 6))
+    g = np.full(R.avg_pool2d(x, **kw).shape, -0.0)
+    got = twin.to_numpy(F.avg_pool2d_backward(twin.to_twin(g), twin.to_twin(x), **kw))
+    assert (got == 0).all() and not np.signbit(got).any()
+    assert not np.signbit(R.avg_pool2d_backward(g, x, **kw)).any()
 
 
 # --------------------------------------------------------------------------- memory layouts
