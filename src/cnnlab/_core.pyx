@@ -8,11 +8,13 @@
 #                         forward); 36 GEMMs per block. Not the weight gradient: its
 #                         exact zeros (all products zero) must stay zero (see
 #                         conv2d_grad_weight).
-#   direct                forward and weight gradient of float32 layers with <= 4 input
-#                         channels, any stride, on AVX2+FMA CPUs (section "direct"); their
-#                         input gradient uses im2col. Also the weight gradient of float32
-#                         layers with <= 32 input channels and rows of >= 32 outputs. The
-#                         same section holds Winograd's float32 GEMM kernel.
+#   direct                forward and weight gradient of layers with <= 4 input channels,
+#                         any stride, float32 and float64, on AVX2+FMA CPUs (the C in
+#                         _direct.h, written once in _direct_impl.h; section "direct"
+#                         here); their stride-1 input gradient into 3 or 4 channels, as the
+#                         flipped kernel's direct forward. Also the weight gradient of
+#                         float32 layers with <= 32 input channels and rows of >= 32
+#                         outputs. _direct.h also holds Winograd's float32 GEMM kernel.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
 #                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
 #                         own column buffer. grad_input: GEMM then col2im per (image, group,
@@ -21,11 +23,13 @@
 # GEMMs go through scipy.linalg.cython_blas (row-major by swapping A and B, ``_gemm``), one
 # BLAS call per OpenMP thread, BLAS held to one thread meanwhile (``_OneBlasThread``); but
 # Winograd's thin float32 products run on a kernel of our own (``cnnlab_wino_gemm``).
-# Weight gradients add into per-thread partial sums reduced in thread order (deterministic
-# for a thread count). Pooling: direct loops over the N*C planes; windows wholly inside a
-# row go tap by tap in vectorisable loops over the columns (2x2 stride 2 fused into one
-# loop), border windows one by one. OpenMP: ``#ifdef`` shim below; its wait policy is set
-# when this module loads (cnnlab._parallel.load_compiled).
+# Forward and input-gradient work items go to whichever thread is free (schedule='dynamic');
+# weight gradients add into per-thread partial sums over a static split, reduced in thread
+# order (deterministic for a thread count). Pooling: direct loops over the N*C planes;
+# windows wholly inside a row go tap by tap in vectorisable loops over the columns (2x2
+# stride 2 fused into one loop), border windows one by one; average pooling's backward
+# writes each cell once where the windows tile the input. OpenMP: ``#ifdef`` shim below;
+# its wait policy is set when this module loads (cnnlab._parallel.load_compiled).
 # Sizes, indices and offsets are Py_ssize_t (planes of 2**31 elements and more); only the
 # BLAS arguments (checked in Python to fit) and max pooling's per-row tap offsets (where a
 # plane's rows allow, ``Pool.rel32``: they vectorise wider) are C ints.
@@ -723,7 +727,7 @@ cdef Py_ssize_t _wino_block_bytes = _L2_BYTES // 2
 cdef Py_ssize_t _WINO_MAX_BLOCK = 256
 cdef Py_ssize_t _WINO_MIN_BLOCK = 64
 cdef Py_ssize_t _WINO_MIN_CHANNELS = 8
-# float32 on AVX2+FMA CPUs: the 36 products run on cnnlab_wino_gemm (section "direct")
+# float32 on AVX2+FMA CPUs: the 36 products run on cnnlab_wino_gemm (_direct.h)
 # rather than BLAS when the input side has at most this many channels (2 threads, against
 # BLAS: 16->32 @32 forward 1.59 vs 2.29 ms, 64->64 @56 7.1 vs 8.9, 128->128 @14 7.0 vs
 # 8.8; 256->256 @14 the same, where a block's 256 x 24 of V fills L1).
