@@ -718,15 +718,20 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
 cdef enum:
     _LANES = 16
 
-# A block holds 64 to 256 tiles: as many as keep its V and M buffers within half of L2,
-# but at least 64 (smaller blocks lose more to BLAS's packing than they gain in cache; one
-# thread, measured on the lab and ResNet-like layers). Layers with fewer than 8 channels on
+# On BLAS, a block holds 64 to 256 tiles: as many as keep its V and M buffers within half
+# of L2, but at least 64 (smaller blocks lose more to BLAS's packing than they gain in
+# cache; one thread, measured on the lab and ResNet-like layers). Layers with fewer than 8 channels on
 # either side stay on im2col or the direct kernel (their GEMMs would be too thin; products
 # fused into the output transform instead were measured slower than both).
 cdef Py_ssize_t _wino_block_bytes = _L2_BYTES // 2
 cdef Py_ssize_t _WINO_MAX_BLOCK = 256
 cdef Py_ssize_t _WINO_MIN_BLOCK = 64
 cdef Py_ssize_t _WINO_MIN_CHANNELS = 8
+# On cnnlab_wino_gemm (no packing) a block is 48 tiles, two of the kernel's 24-column
+# register blocks: alternated call by call on 2 threads (ms, 64-80 tiles -> 48), forward
+# 16->32 @32 2.60 -> 2.33 and 1.96 -> 1.69, 32->64 @16 1.50 -> 1.20, 64->64 @56 batch 8
+# 8.97 -> 8.06, 128->128 @14 10.10 -> 9.03 and 7.49 -> 6.58; 96 and 144 tiles were slower.
+cdef Py_ssize_t _WINO_OWN_BLOCK = 48
 # float32 on AVX2+FMA CPUs: the 36 products run on cnnlab_wino_gemm (_direct.h)
 # rather than BLAS when the input side has at most this many channels (2 threads, against
 # BLAS: 16->32 @32 forward 1.59 vs 2.29 ms, 64->64 @56 7.1 vs 8.9, 128->128 @14 7.0 vs
@@ -752,9 +757,10 @@ cdef struct Wino:
 
 cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h, Py_ssize_t w,
                          Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t ph, Py_ssize_t pw,
-                         int n_threads, Py_ssize_t itemsize):
+                         int n_threads, Py_ssize_t itemsize, bint own_gemm):
     """Tiles of 4x4 outputs, in blocks whose V and M buffers fit half of L2 (at least
-    _LANES tiles), and at least two blocks per thread when the batch allows."""
+    _LANES tiles; _WINO_OWN_BLOCK on our own GEMM kernel), and at least two blocks per
+    thread when the batch allows."""
     cdef Wino p
     cdef Py_ssize_t fit, even
     p.n, p.c, p.k, p.h, p.w, p.ho, p.wo, p.ph, p.pw = n, c, k, h, w, ho, wo, ph, pw
@@ -763,7 +769,11 @@ cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h,
     p.tiles = n * p.plane
     fit = _wino_block_bytes // max(1, 36 * (c + k) * itemsize)
     even = (p.tiles + 2 * n_threads - 1) // (2 * n_threads)
-    p.block = max(1, min(max(fit, _WINO_MIN_BLOCK), even, _WINO_MAX_BLOCK))
+    if own_gemm:
+        fit = _WINO_OWN_BLOCK
+    else:
+        fit = min(max(fit, _WINO_MIN_BLOCK), _WINO_MAX_BLOCK)
+    p.block = max(1, min(fit, even))
     p.block = ((p.block + _LANES - 1) // _LANES) * _LANES
     p.items = (p.tiles + p.block - 1) // p.block
     return p
@@ -1322,14 +1332,14 @@ def _winograd_forward(x, weight, bias, bint flip, Py_ssize_t c_out, Py_ssize_t h
     """The Winograd convolution of x (N, C, H, W) into (N, c_out, ho, wo): with weight
     (c_out, C, 3, 3), or with (C, c_out, 3, 3) flipped and transposed when ``flip``."""
     nt = _num_threads()
+    own = x.dtype == np.float32 and _wino_own_gemm(x.shape[1])
     cdef Wino q = _wino_geometry(x.shape[0], x.shape[1], c_out, x.shape[2], x.shape[3], ho,
-                                 wo, ph, pw, nt, x.itemsize)
+                                 wo, ph, pw, nt, x.itemsize, own)
     y = np.empty((q.n, q.k, q.ho, q.wo), x.dtype)
     u = np.empty((36, q.k, q.c), x.dtype)
     b = np.empty(0, x.dtype) if bias is None else bias
     # On our own GEMM kernel no BLAS call is made, so BLAS's pool is left alone: setting it
     # to one thread and back costs more than the call (OpenBLAS's woken threads spin).
-    own = x.dtype == np.float32 and _wino_own_gemm(q.c)
     with (_unguarded if own else _one_blas_thread):
         if x.dtype == np.float32:
             _winograd_conv[float](q, x, weight, flip, b, u, y, nt)
