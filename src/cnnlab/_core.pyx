@@ -767,11 +767,11 @@ cdef Wino _wino_geometry(Py_ssize_t n, Py_ssize_t c, Py_ssize_t k, Py_ssize_t h,
     p.tw = (wo + 3) // 4
     p.plane = ((ho + 3) // 4) * p.tw
     p.tiles = n * p.plane
-    fit = _wino_block_bytes // max(1, 36 * (c + k) * itemsize)
     even = (p.tiles + 2 * n_threads - 1) // (2 * n_threads)
     if own_gemm:
         fit = _WINO_OWN_BLOCK
     else:
+        fit = _wino_block_bytes // max(1, 36 * (c + k) * itemsize)
         fit = min(max(fit, _WINO_MIN_BLOCK), _WINO_MAX_BLOCK)
     p.block = max(1, min(fit, even))
     p.block = ((p.block + _LANES - 1) // _LANES) * _LANES
