@@ -134,16 +134,16 @@ def test_conv2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
         assert_close(a, e, dtype)
 
 
-@pytest.mark.parametrize("layout", ["flat", "windowed"])
+@pytest.mark.parametrize("layout", ["flat, per image", "windowed, one GEMM"])
 @pytest.mark.parametrize("shapes, kw", CONV_CASES)
 def test_numpy_twin_im2col_layouts(monkeypatch, assert_close, rng, shapes, kw, layout):
-    """The NumPy twin picks its im2col layout by size (flat for stride 1 on large planes,
-    windowed otherwise); forced either way, every case agrees with the reference."""
+    """The NumPy twin picks its layouts by size (the input gradient flat for stride 1,
+    windowed otherwise; a GEMM per image on large planes, one for the batch otherwise);
+    forced either way, every case agrees with the reference."""
     from cnnlab import _fallback
-    limit = np.inf if layout == "flat" else 0.0
-    monkeypatch.setattr(_fallback, "_FLAT_FORWARD", limit)
-    monkeypatch.setattr(_fallback, "_FLAT_FORWARD_CHANNELS", limit)
-    monkeypatch.setattr(_fallback, "_FLAT_GRAD_INPUT", limit)
+    flat = layout.startswith("flat")
+    monkeypatch.setattr(_fallback, "_FLAT_GRAD_INPUT", np.inf if flat else 0.0)
+    monkeypatch.setattr(_fallback, "_IMAGE_PLANE", 0 if flat else np.inf)
     x_shape, w_shape = shapes
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
@@ -157,16 +157,17 @@ def test_numpy_twin_im2col_layouts(monkeypatch, assert_close, rng, shapes, kw, l
         assert_close(a, e, np.float64)
 
 
-def test_conv2d_on_the_numpy_twins_flat_layout(twin, assert_close, rng):
-    """A 3x3 layer on 44x44 planes (46*46 padded positions for 44*44 outputs: the NumPy
-    twin's forward takes the flat layout), also with a wider, dilated padding (its input
-    gradient does); float64 against the reference."""
+def test_conv2d_on_the_numpy_twins_large_planes(twin, assert_close, rng):
+    """A 3x3 layer on 44x44 planes (the NumPy twin's forward and weight gradient take a GEMM
+    per image, its input gradient the flat layout), also with a wider, dilated padding;
+    float64 against the reference."""
     from cnnlab import _checks, _fallback
     x = rng.standard_normal((2, 3, 44, 44))
     w = rng.standard_normal((5, 3, 3, 3))
     b = rng.standard_normal(5)
     spec = _checks.conv2d_spec(x.shape, w.shape, b.shape, 1, 1)
-    assert _fallback._flat_ok(x, spec, _fallback._FLAT_FORWARD)
+    assert _fallback._per_image(spec)
+    assert _fallback._flat_ok(x, spec, _fallback._FLAT_GRAD_INPUT)
     T = twin.to_twin
     for kw in ({"padding": 1}, {"padding": 2, "dilation": 2}):
         y = twin.to_numpy(F.conv2d(T(x), T(w), T(b), **kw))
@@ -222,6 +223,11 @@ MAX_POOL_CASES = [
     case("stride-empty", (1, 2, 6, 6), kernel_size=3, stride=[]),
     case("unbatched", (3, 6, 5), kernel_size=2, stride=1),
     case("batch0", (0, 2, 4, 4), kernel_size=2),
+    # windows that tile the input exactly (the NumPy twin reads a tap-major copy), and
+    # the 2x2 windows of odd planes, which leave the last row and column out
+    case("tiled-k3", (2, 3, 9, 12), kernel_size=3),
+    case("tiled-rect", (1, 2, 12, 8), kernel_size=(3, 2)),
+    case("k2-odd", (1, 2, 7, 9), kernel_size=2),
 ]
 
 AVG_POOL_CASES = MAX_POOL_CASES[:4] + [
@@ -268,12 +274,14 @@ def test_max_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
     assert_close(twin.to_numpy(with_idx), expected, dtype)
 
 
-def test_max_pool2d_ties_go_to_first_maximum(twin, oracle, assert_close):
+@pytest.mark.parametrize("kw", [dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)),
+                                dict(kernel_size=2)], ids=["padded", "tiled"])
+def test_max_pool2d_ties_go_to_first_maximum(twin, oracle, assert_close, kw):
     """Constant windows: the first position (row-major) wins, as in torch."""
     x = np.ones((1, 1, 4, 6))
     x[0, 0, 2:, 3:] = 2.0
+    x[0, 0, 3, 5] = 3.0                       # a window whose maximum is its last cell
     T = twin.to_twin
-    kw = dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1))
     y, idx = twin.to_numpy(F.max_pool2d(T(x), return_indices=True, **kw))
     np.testing.assert_array_equal(idx, oracle.max_pool2d(x, return_indices=True, **kw)[1])
     g = np.arange(1.0, 1 + y.size).reshape(y.shape)

@@ -479,6 +479,16 @@ def _least_multiple_in(a: int, m: int, lo: int, hi: int) -> Optional[int]:
     return None if y is None else -(-(lo + m * y) // a)
 
 
+def tiles(spec: PoolSpec) -> bool:
+    """The windows lie side by side without gaps, overlap or padding and cover the input
+    exactly: every input cell is in one window (the course's 2x2 stride-2 pooling of even
+    planes). The compiled twin's ``_tiled`` is this test on its own struct."""
+    return (spec.stride == spec.kernel_size and spec.padding == (0, 0)
+            and spec.dilation == (1, 1)
+            and all(o * k == i for o, k, i in zip(spec.out_size, spec.kernel_size,
+                                                   spec.in_size)))
+
+
 def first_taps(spec: PoolSpec):
     """(rows (H_out,), columns (W_out,)), int64 arrays: each window's first tap inside the
     input, where max pooling's search starts (and the index of an all -inf window). A

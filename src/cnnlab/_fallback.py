@@ -26,11 +26,11 @@ or skipped (pooling).
 Max pooling takes the first maximum of a window in row-major order; a NaN wins, the last
 NaN of the window if several (PyTorch's CPU rule: ``val > max or isnan(val)``).
 
-Here the convolutions are im2col with ``sliding_window_view`` and one 2-D GEMM per group
-(NumPy's batched matmul does not reach BLAS for these shapes), and pooling and col2im loop
-over the kernel taps, each a strided slice of all pixels at once. With stride 1, im2col
-(on large planes) and col2im use a flat layout where each tap is one contiguous slice (see
-"stride 1" below).
+Here the convolutions are im2col with ``sliding_window_view`` and one 2-D GEMM per group,
+or on large planes one per image and group (``_per_image``), and pooling and col2im loop
+over the kernel taps, each a strided slice of all pixels at once. With stride 1, the input
+gradient's col2im uses a flat layout where each tap is one contiguous slice (see "stride 1"
+below).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import check_buffer, first_taps, window_extent
+from ._checks import check_buffer, first_taps, tiles, window_extent
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "matmul",
@@ -71,13 +71,29 @@ def _grouped(a, groups):
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
 
 
-def _columns(x, spec):
-    """im2col: (G, K, N*H_out*W_out) copy of the windows of x, K = C_in/G*kH*kW in the
-    weight's (c, i, j) order."""
+def _columns(x, spec, per_image=False):
+    """im2col: a copy of the windows of x, K = C_in/G*kH*kW rows in the weight's (c, i, j)
+    order; (G, K, N*H_out*W_out), or per image (N, G, K, H_out*W_out)."""
     g, n = spec.groups, x.shape[0]
     cols = _grouped(_windows(_padded(x, spec), spec), g)        # N,G,Cg,Ho,Wo,kH,kW
-    k = cols.shape[2] * cols.shape[5] * cols.shape[6]
-    return cols.transpose(1, 2, 5, 6, 0, 3, 4).reshape(g, k, n * cols.shape[3] * cols.shape[4])
+    k, p = cols.shape[2] * cols.shape[5] * cols.shape[6], cols.shape[3] * cols.shape[4]
+    if per_image:
+        return cols.transpose(0, 1, 2, 5, 6, 3, 4).reshape(n, g, k, p)
+    return cols.transpose(1, 2, 5, 6, 0, 3, 4).reshape(g, k, n * p)
+
+
+#: Output planes of at least this many positions take the per-image layout: a GEMM per
+#: image (NumPy's batched matmul calls BLAS per image) that writes (N, C_out, H_out*W_out)
+#: in place, where the one large GEMM's (C_out, N*H_out*W_out) must be transposed after
+#: (the forward) or before (the weight gradient's output gradient). Measured alternately in
+#: one process (2 threads, batch 32, float32): 16->32 @32 forward 6.0-7.4 -> 5.2-6.3 ms,
+#: weight gradient 5.9-6.0 -> 5.3; 3->16 @64 4.6-5.1 -> 4.1-5.0 and 5.4-5.7 -> 4.7-5.0;
+#: even at 16x16 and 56x56; slower on small planes (64->64 @4 weight gradient 1.35 -> 2.14).
+_IMAGE_PLANE = 1024
+
+
+def _per_image(spec) -> bool:
+    return spec.out_size[0] * spec.out_size[1] >= _IMAGE_PLANE
 
 
 def _by_group(a, groups):
@@ -88,20 +104,24 @@ def _by_group(a, groups):
 
 
 def conv2d(x, weight, bias, spec):
-    """im2col (for stride 1 and large planes, in the flat layout below), then one 2-D GEMM
-    per group (NumPy's BLAS, its own threads)."""
+    """im2col, then one 2-D GEMM per group, or per image and group on large planes (NumPy's
+    BLAS, its own threads)."""
     g, n = spec.groups, x.shape[0]
-    flat = x.shape[1] // g <= _FLAT_FORWARD_CHANNELS and _flat_ok(x, spec, _FLAT_FORWARD)
-    cols, (hp, wp) = _flat_columns(x, spec) if flat else (_columns(x, spec), spec.out_size)
     wm = weight.reshape(g, weight.shape[0] // g, -1)             # G,Og,K
+    if _per_image(spec):
+        y = np.matmul(wm, _columns(x, spec, per_image=True))     # N,G,Og,Ho*Wo
+        y = y.reshape(n, weight.shape[0], *spec.out_size)
+        if bias is not None:
+            y += bias.reshape(-1, 1, 1)
+        return y
+    cols = _columns(x, spec)                                     # G,K,N*Ho*Wo
     y = np.empty((g, wm.shape[1], cols.shape[2]), x.dtype)
     for i in range(g):
         np.matmul(wm[i], cols[i], out=y[i])
-    y = y.reshape(weight.shape[0], n, hp, wp)
+    y = y.reshape(weight.shape[0], n, *spec.out_size)
     if bias is not None:
         y += bias.reshape(-1, 1, 1, 1)
-    ho, wo = spec.out_size
-    return np.ascontiguousarray(y[:, :, :ho, :wo].transpose(1, 0, 2, 3))
+    return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
 
 def conv2d_grad_input(grad_output, weight, spec):
@@ -123,13 +143,19 @@ def conv2d_grad_input(grad_output, weight, spec):
 
 
 def conv2d_grad_weight(grad_output, x, spec):
-    """grad_output times the transposed columns: one GEMM per group."""
-    g = spec.groups
-    cols = _columns(x, spec)                                     # G,K,N*Ho*Wo
-    gy = _by_group(grad_output, g)                               # G,Og,N*Ho*Wo
-    gw = np.empty((g, gy.shape[1], cols.shape[1]), x.dtype)
-    for i in range(g):
-        np.matmul(gy[i], cols[i].T, out=gw[i])
+    """grad_output times the transposed columns: one GEMM per group, or per image and group
+    on large planes (summed over the images)."""
+    g, n = spec.groups, x.shape[0]
+    if _per_image(spec):
+        gy = grad_output.reshape(n, g, grad_output.shape[1] // g, -1)       # N,G,Og,Ho*Wo
+        cols = _columns(x, spec, per_image=True)                           # N,G,K,Ho*Wo
+        gw = np.matmul(gy, cols.swapaxes(-1, -2)).sum(axis=0)
+    else:
+        cols = _columns(x, spec)                                 # G,K,N*Ho*Wo
+        gy = _by_group(grad_output, g)                           # G,Og,N*Ho*Wo
+        gw = np.empty((g, gy.shape[1], cols.shape[1]), x.dtype)
+        for i in range(g):
+            np.matmul(gy[i], cols[i].T, out=gw[i])
     return gw.reshape(grad_output.shape[1], x.shape[1] // g, *spec.kernel_size)
 
 
@@ -150,7 +176,7 @@ def relu_backward(grad_output, output):
     where that made a NaN (an infinite gradient times 0), the exact ``where`` instead."""
     with np.errstate(invalid="ignore"):
         gx = grad_output * ~(output <= 0)
-    if np.isnan(gx).any():
+    if gx.size and np.isnan(gx.max()):           # a max propagates NaN: one pass, no mask
         gx = np.where(output <= 0, np.zeros((), gx.dtype), grad_output)
     return gx
 
@@ -158,20 +184,16 @@ def relu_backward(grad_output, output):
 # --------------------------------------------------------------------------- stride 1
 # With stride 1, output (n, h, w) reads the zero-padded input, laid out channels first as
 # (C, N, Hp, Wp) and flattened, at position n*Hp*Wp + h*Wp + w + offset, where tap (i, j)
-# adds offset = i*dH*Wp + j*dW: the same for every output. So a tap's im2col rows are one
-# contiguous slice of each channel's flat row (a memcpy, where the windowed copy moves
-# W_out elements at a time), and col2im adds each tap's columns to one contiguous slice.
-# The GEMM then runs over every flat position, the padding's among them: the forward
-# drops those results, and the input gradient reads zeros there. That share of padded
-# positions is the price. Measured, it pays for the input gradient down to 4x4 planes
-# (125% more positions), where the strided col2im it replaces is slowest; for the forward
-# only on 64x64 planes with padding 1 (6% more) and few input channels (3->16: 5-18%
-# faster; 64->64 @56: 10% slower, its GEMM outweighs the copies; 16->32 @32: even).
+# adds offset = i*dH*Wp + j*dW: the same for every output. So col2im adds each tap's
+# columns to one contiguous slice of each channel's flat row, where the windowed one adds
+# W_out elements at a time. The GEMM then runs over every flat position, the padding's
+# among them, which read zeros from the output gradient: that share of padded positions is
+# the price. Measured, it pays down to 4x4 planes (125% more positions), where the strided
+# col2im it replaces is slowest. (The forward took this layout for its im2col on 64x64
+# planes until the per-image layout above, measured as fast or faster there: 3->16 @64
+# 5.1 -> 5.0 and 4.6 -> 4.1 ms.)
 
-#: The most flat positions per output at which each op takes the flat layout, and the
-#: most input channels per group for the forward.
-_FLAT_FORWARD = 1.1
-_FLAT_FORWARD_CHANNELS = 4
+#: The most flat positions per output at which the input gradient takes the flat layout.
 _FLAT_GRAD_INPUT = 2.5
 
 
@@ -193,22 +215,6 @@ def _flat_offsets(spec, wp):
     tap's slice reaches past the positions."""
     (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
     return [i * dh * wp + j * dw for i in range(kh) for j in range(kw)]
-
-
-def _flat_columns(x, spec):
-    """im2col in the flat layout: ((G, C/G*kH*kW, N*Hp*Wp), rows in the weight's (c, i, j)
-    order; (Hp, Wp))."""
-    (n, c, h, w), (ph, pw), (hp, wp) = x.shape, spec.padding, _flat_shape(spec)
-    size, offsets = n * hp * wp, _flat_offsets(spec, wp)
-    check_buffer("the NumPy twin's zero-padded input", (c, size + offsets[-1]),
-                 x.dtype.itemsize)
-    flat = np.zeros((c, size + offsets[-1]), x.dtype)           # zeros past the last image
-    flat[:, :size].reshape(c, n, hp, wp)[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-    check_buffer("the NumPy twin's im2col columns", (c, len(offsets), size), x.dtype.itemsize)
-    cols = np.empty((c, len(offsets), size), x.dtype)
-    for t, start in enumerate(offsets):
-        cols[:, t] = flat[:, start:start + size]
-    return cols.reshape(spec.groups, c // spec.groups * len(offsets), size), (hp, wp)
 
 
 def _flat_outputs(grad_output, spec):
@@ -320,16 +326,25 @@ def max_pool2d(x, spec):
     Without NaNs that is a running ``maximum`` and, per window, the last tap that raised it;
     taps come in increasing order, so the winner is a running maximum of ``raised * tap``
     (small integers; masked copies would cost a mispredicted branch per element). A NaN
-    anywhere makes some window's maximum NaN; then the exact scan below runs instead."""
+    anywhere makes some window's maximum NaN; then the exact scan below runs instead.
+
+    Each tap reads a block of the input: a strided view of x, or where the windows tile the
+    input, one contiguous plane of a tap-major copy (a strided copy once, then contiguous
+    passes: 16@64 4.2 -> 3.3 ms, 64@16 1.14 -> 0.77 ms)."""
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     (ph, pw), (kh, kw), w = spec.padding, spec.kernel_size, spec.in_size[1]
     (ho, wo), shape = spec.out_size, x.shape[:2] + spec.out_size
     if _empty(x, spec):
         return np.full(shape, -np.inf, x.dtype), np.zeros(shape, np.int64)
-    blocks = list(_blocks(spec))
-    r, c, _, src = blocks[0]
-    if (r.lo, r.hi, c.lo, c.hi) == (0, ho, 0, wo):    # every window's first tap: it raises
-        best, blocks = x[src].copy(), blocks[1:]      # -inf (or not), and stays the winner
+    if tiles(spec):                                   # (tap, output block, its values)
+        by_tap = np.ascontiguousarray(x.reshape(shape[:3] + (kh, wo, kw))
+                                      .transpose(3, 5, 0, 1, 2, 4))
+        blocks = [(i * kw + j, (slice(None),) * 4, by_tap[i, j])
+                  for i in range(kh) for j in range(kw)]
+    else:
+        blocks = [(r.tap * kw + c.tap, out, x[src]) for r, c, out, src in _blocks(spec)]
+    if blocks[0][2].shape == shape:                   # every window's first tap: it raises
+        best, blocks = blocks[0][2].copy(), blocks[1:]  # -inf (or not), stays the winner
     else:
         best = np.full(shape, -np.inf, x.dtype)
     r0 = np.arange(ho, dtype=np.int64) * sh - ph      # each window's origin
@@ -339,11 +354,11 @@ def max_pool2d(x, spec):
     tap = np.empty(best.shape, kind)                  # the winning tap, i*kW + j
     tap[...] = ((rows - r0) // dh * kw)[:, None] + ((cols - c0) // dw)[None, :]
     raised, scaled = np.empty(best.shape, bool), np.empty(best.shape, kind)
-    for r, c, out, src in blocks:
-        np.greater(x[src], best[out], out=raised[out])
-        np.multiply(raised[out], kind.type(r.tap * kw + c.tap), out=scaled[out])
+    for t, out, val in blocks:
+        np.greater(val, best[out], out=raised[out])
+        np.multiply(raised[out], kind.type(t), out=scaled[out])
         np.maximum(tap[out], scaled[out], out=tap[out])
-        np.maximum(best[out], x[src], out=best[out])
+        np.maximum(best[out], val, out=best[out])
     if np.isnan(best).any():
         return _max_pool2d_scan(x, spec)
     if kh * kw <= 4096:                               # tap -> offset from the origin
