@@ -90,10 +90,16 @@ def _columns(x, spec, per_image=False):
 #: weight gradient 5.9-6.0 -> 5.3; 3->16 @64 4.6-5.1 -> 4.1-5.0 and 5.4-5.7 -> 4.7-5.0;
 #: even at 16x16 and 56x56; slower on small planes (64->64 @4 weight gradient 1.35 -> 2.14).
 _IMAGE_PLANE = 1024
+#: The weight gradient's per-image products, (C_out/G, K) each and summed after, may add at
+#: most 1/_PRODUCTS of the columns' size (N, K, H_out*W_out): C_out/G <= H_out*W_out/8.
+_PRODUCTS = 8
 
 
-def _per_image(spec) -> bool:
-    return spec.out_size[0] * spec.out_size[1] >= _IMAGE_PLANE
+def _per_image(spec, rows: int = 0) -> bool:
+    """Take the per-image layout: a large plane, and ``rows`` (the weight gradient's C_out/G)
+    small beside it."""
+    plane = spec.out_size[0] * spec.out_size[1]
+    return plane >= _IMAGE_PLANE and _PRODUCTS * rows <= plane
 
 
 def _by_group(a, groups):
@@ -146,7 +152,7 @@ def conv2d_grad_weight(grad_output, x, spec):
     """grad_output times the transposed columns: one GEMM per group, or per image and group
     on large planes (summed over the images)."""
     g, n = spec.groups, x.shape[0]
-    if _per_image(spec):
+    if _per_image(spec, rows=grad_output.shape[1] // g):
         gy = grad_output.reshape(n, g, grad_output.shape[1] // g, -1)       # N,G,Og,Ho*Wo
         cols = _columns(x, spec, per_image=True)                           # N,G,K,Ho*Wo
         gw = np.matmul(gy, cols.swapaxes(-1, -2)).sum(axis=0)
