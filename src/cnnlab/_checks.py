@@ -482,7 +482,7 @@ def _least_multiple_in(a: int, m: int, lo: int, hi: int) -> Optional[int]:
 def tiles(spec: PoolSpec) -> bool:
     """The windows lie side by side without gaps, overlap or padding and cover the input
     exactly: every input cell is in one window (the course's 2x2 stride-2 pooling of even
-    planes). The compiled twin's ``_tiled`` is this test on its own struct."""
+    planes). Both twins' pooling take it: the compiled one keeps it in its Pool struct."""
     return (spec.stride == spec.kernel_size and spec.padding == (0, 0)
             and spec.dilation == (1, 1)
             and all(o * k == i for o, k, i in zip(spec.out_size, spec.kernel_size,

@@ -48,7 +48,7 @@ import threading
 
 import numpy as np
 
-from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes
+from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes, tiles
 from cnnlab._parallel import kernel_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
@@ -720,9 +720,9 @@ cdef enum:
 
 # On BLAS, a block holds 64 to 256 tiles: as many as keep its V and M buffers within half
 # of L2, but at least 64 (smaller blocks lose more to BLAS's packing than they gain in
-# cache; one thread, measured on the lab and ResNet-like layers). Layers with fewer than 8 channels on
-# either side stay on im2col or the direct kernel (their GEMMs would be too thin; products
-# fused into the output transform instead were measured slower than both).
+# cache; one thread, measured on the lab and ResNet-like layers). Layers with fewer than 8
+# channels on either side stay on im2col or the direct kernel (their GEMMs would be too
+# thin; products fused into the output transform instead were measured slower than both).
 cdef Py_ssize_t _wino_block_bytes = _L2_BYTES // 2
 cdef Py_ssize_t _WINO_MAX_BLOCK = 256
 cdef Py_ssize_t _WINO_MIN_BLOCK = 64
@@ -1539,6 +1539,7 @@ cdef struct Pool:
     bint include_pad
     Py_ssize_t divisor   # 0: none given
     bint rel32           # rows and a tap's offset from its window's first tap fit a C int
+    bint tiled           # the windows tile the input exactly (_checks.tiles)
 
 
 cdef Pool _pool_geometry(spec):
@@ -1553,6 +1554,7 @@ cdef Pool _pool_geometry(spec):
     p.divisor = 0 if spec.divisor_override is None else spec.divisor_override
     (kh, kw), (dh, dw), w = spec.kernel_size, spec.dilation, spec.in_size[1]
     p.rel32 = w <= INT_MAX and (kh - 1) * dh * w + (kw - 1) * dw <= INT_MAX  # Python ints
+    p.tiled = tiles(spec)
     return p
 
 
@@ -1869,13 +1871,6 @@ cdef inline floating _avg_one(const Pool* p, const floating* x, Py_ssize_t oh,
     return s / div
 
 
-cdef inline bint _tiled(const Pool* p) noexcept nogil:
-    """Windows side by side without gaps or padding, covering the input exactly: every
-    input cell lies in one window (the course's 2x2 stride-2 pooling of even planes)."""
-    return (p.sh == p.kh and p.sw == p.kw and p.dh == 1 and p.dw == 1 and p.ph == 0
-            and p.pw == 0 and p.h == p.ho * p.kh and p.w == p.wo * p.kw)
-
-
 cdef void _avg_tiled_backward(const Pool* p, const floating* gy, floating* gx,
                               floating* g) noexcept nogil:
     """The gradient of windows that tile the input: each cell is written once, its
@@ -1904,7 +1899,7 @@ cdef void _avg_plane_backward(const Pool* p, const floating* gy, floating* gx,
     cdef Py_ssize_t oh, ow, ih, h0, h1, w0, w1, ca, cb, n, j, q, div
     cdef const floating* gr
     cdef floating* dst
-    if _tiled(p):
+    if p.tiled:
         _avg_tiled_backward(p, gy, gx, g)
         return
     memset(gx, 0, <Py_ssize_t> p.h * p.w * sizeof(floating))
