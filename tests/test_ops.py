@@ -213,6 +213,13 @@ def test_conv_transpose2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
 
 # --------------------------------------------------------------------------- pooling
 
+# windows that tile the input exactly (the compiled twin's average pooling writes each cell
+# of its backward once; the NumPy twin's max pooling reads a tap-major copy)
+TILED_POOL_CASES = [
+    case("tiled-k3", (2, 3, 9, 12), kernel_size=3),
+    case("tiled-rect", (1, 2, 12, 8), kernel_size=(3, 2)),
+]
+
 MAX_POOL_CASES = [
     case("k2", (2, 3, 6, 6), kernel_size=2),
     case("k3-s2-p1-ceil", (1, 2, 7, 8), kernel_size=3, stride=2, padding=1, ceil_mode=True),
@@ -224,12 +231,9 @@ MAX_POOL_CASES = [
     case("stride-empty", (1, 2, 6, 6), kernel_size=3, stride=[]),
     case("unbatched", (3, 6, 5), kernel_size=2, stride=1),
     case("batch0", (0, 2, 4, 4), kernel_size=2),
-    # windows that tile the input exactly (the NumPy twin reads a tap-major copy), and
-    # the 2x2 windows of odd planes, which leave the last row and column out
-    case("tiled-k3", (2, 3, 9, 12), kernel_size=3),
-    case("tiled-rect", (1, 2, 12, 8), kernel_size=(3, 2)),
+    # 2x2 windows on odd planes leave the last row and column out: not tiled
     case("k2-odd", (1, 2, 7, 9), kernel_size=2),
-]
+] + TILED_POOL_CASES
 
 AVG_POOL_CASES = MAX_POOL_CASES[:4] + [
     case("no-count-pad", (2, 2, 7, 6), kernel_size=3, stride=2, padding=1,
@@ -241,9 +245,7 @@ AVG_POOL_CASES = MAX_POOL_CASES[:4] + [
     case("divisor-override", (1, 2, 6, 5), kernel_size=(2, 3), stride=(3, 1), padding=1,
          divisor_override=5),
     case("divisor-negative", (1, 1, 4, 4), kernel_size=2, divisor_override=-3),
-    # windows that tile the input exactly (the compiled twin writes each cell once)
-    case("tiled-k3", (2, 3, 9, 12), kernel_size=3),
-    case("tiled-rect", (1, 2, 12, 8), kernel_size=(3, 2)),
+] + TILED_POOL_CASES + [
     case("tiled-1x4-divisor", (1, 2, 5, 8), kernel_size=(1, 4), divisor_override=3),
     case("unbatched", (3, 6, 5), kernel_size=2, stride=1),
     case("batch0", (0, 2, 4, 4), kernel_size=2),
