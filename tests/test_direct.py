@@ -4,7 +4,8 @@ group, at least 4 output channels and 8 output columns; the input gradient of su
 with 3 or 4 input channels, at most 16 output channels and stride 1; AVX2+FMA CPUs): rows in
 blocks of 3, 2 and 1 registers of columns (partial blocks at the right edge), 1 to 4 input
 channels, kernels 1 to 7 (square, even, 1xk and kx1), paddings from 0 to wider than the
-kernel, 'same' (uneven for even kernels), output channels not a multiple of 4, and a wide
+kernel, 'same' (uneven for even kernels), 3x3 windows at stride 1 (which the kernels
+compile apart) with unequal paddings and row strides, output channels not a multiple of 4, and a wide
 image whose rows a work item copies in several blocks. Every twin runs them against the
 naive loops (``cnnlab.reference``) or SciPy, within the suite's tolerance of each dtype.
 """
@@ -43,6 +44,9 @@ CASES = [
     (1, 3, 5, 6, 20, 4, "same"),
     (2, 4, 16, 9, 21, (2, 5), "same"),
     (1, 3, 6, 5, 11, (1, 3), (0, 2)),
+    (2, 3, 8, 9, 27, 3, (1, 0)),
+    (1, 4, 5, 6, 19, 3, (0, 2)),
+    (1, 3, 6, 9, 26, 3, 1, (2, 1)),
 ]
 
 DTYPES = [np.float32, np.float64]

@@ -88,12 +88,17 @@ static void FN(cnnlab_direct_pad)(const T *x, long c, long h, long w, long sh, l
 /* Output rows [oh0, oh1) of one image: y (k, ho, wo) from x (c, h, w), strides sh, sw,
    weights wk (k4/4, c, kh, kw, 4), k4 = k rounded up to 4 (zeros past k), and bias (k4,).
    pad holds c * ((oh1 - oh0 - 1) sh + kh) padded rows of sw phases of ps = wv + (kw - 1)
-   / sw elements each, wv = wo rounded up to L. */
-__attribute__((target("avx2,fma")))
-static void FN(cnnlab_direct_rows)(const T *x, long c, long h, long w, const T *wk,
-                                   const T *bias, long k, long kh, long kw, long sh, long sw,
-                                   long ph, long pw, long ho, long wo, T *y, long oh0,
-                                   long oh1, T *pad, long ps)
+   / sw elements each, wv = wo rounded up to L. Inlined into cnnlab_direct_rows twice: for
+   3x3 windows at stride 1 with kh, kw, sw constants (the tap loop unrolled, no phase
+   test), and for any other window. Measured against the general body alone (2 threads,
+   alternated call by call, median time ratio): 3->16 @64 batch 32 forward 0.77-0.94
+   float32, 0.92 float64; its weight gradient 0.98-0.99. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void FN(cnnlab_direct_rows_of)(const T *x, long c, long h, long w,
+                                             const T *wk, const T *bias, long k, long kh,
+                                             long kw, long sh, long sw, long ph, long pw,
+                                             long ho, long wo, T *y, long oh0, long oh1,
+                                             T *pad, long ps)
 {
     long wv = (wo + L - 1) / L * L, rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
     long taps = kh * kw;
@@ -115,6 +120,20 @@ static void FN(cnnlab_direct_rows)(const T *x, long c, long h, long w, const T *
                                         bias + ko, ow, wo, y0, ho * wo, nk, 1);
         }
     }
+}
+
+__attribute__((target("avx2,fma")))
+static void FN(cnnlab_direct_rows)(const T *x, long c, long h, long w, const T *wk,
+                                   const T *bias, long k, long kh, long kw, long sh, long sw,
+                                   long ph, long pw, long ho, long wo, T *y, long oh0,
+                                   long oh1, T *pad, long ps)
+{
+    if (kh == 3 && kw == 3 && sw == 1)
+        FN(cnnlab_direct_rows_of)(x, c, h, w, wk, bias, k, 3, 3, sh, 1, ph, pw, ho, wo, y,
+                                  oh0, oh1, pad, ps);
+    else
+        FN(cnnlab_direct_rows_of)(x, c, h, w, wk, bias, k, kh, kw, sh, sw, ph, pw, ho, wo,
+                                  y, oh0, oh1, pad, ps);
 }
 
 /* The weight gradient of the same layers, one block: output channels k0 + t (t < nk <= 4;
@@ -174,12 +193,14 @@ static inline void FN(cnnlab_direct_gw_block)(const T *rows, long rstep, long ps
 }
 
 /* Output rows [oh0, oh1) of one image's weight gradient, added into part (k, c, kh, kw):
-   x (c, h, w), gy (k, ho, wo); pad as in cnnlab_direct_rows. */
-__attribute__((target("avx2,fma")))
-static void FN(cnnlab_direct_gw_rows)(const T *x, long c, long h, long w, const T *gy, long k,
-                                      long kh, long kw, long sh, long sw, long ph, long pw,
-                                      long ho, long wo, long oh0, long oh1, T *pad, long ps,
-                                      T *part)
+   x (c, h, w), gy (k, ho, wo); pad as in cnnlab_direct_rows, which also shows why the body
+   is inlined twice. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void FN(cnnlab_direct_gw_rows_of)(const T *x, long c, long h, long w,
+                                                const T *gy, long k, long kh, long kw,
+                                                long sh, long sw, long ph, long pw, long ho,
+                                                long wo, long oh0, long oh1, T *pad, long ps,
+                                                T *part)
 {
     long rs = sw * ps, prow = (oh1 - oh0 - 1) * sh + kh;
     T out[4][3];
@@ -207,6 +228,20 @@ static void FN(cnnlab_direct_gw_rows)(const T *x, long c, long h, long w, const 
                                 out[t][jj];
                 }
             }
+}
+
+__attribute__((target("avx2,fma")))
+static void FN(cnnlab_direct_gw_rows)(const T *x, long c, long h, long w, const T *gy, long k,
+                                      long kh, long kw, long sh, long sw, long ph, long pw,
+                                      long ho, long wo, long oh0, long oh1, T *pad, long ps,
+                                      T *part)
+{
+    if (kh == 3 && kw == 3 && sw == 1)
+        FN(cnnlab_direct_gw_rows_of)(x, c, h, w, gy, k, 3, 3, sh, 1, ph, pw, ho, wo, oh0,
+                                     oh1, pad, ps, part);
+    else
+        FN(cnnlab_direct_gw_rows_of)(x, c, h, w, gy, k, kh, kw, sh, sw, ph, pw, ho, wo, oh0,
+                                     oh1, pad, ps, part);
 }
 
 #undef T
