@@ -912,22 +912,15 @@ cdef inline void _lanes(const Wino* p, Py_ssize_t t0, Py_ssize_t n, Py_ssize_t t
         ln.c1[q] = <int> max(min(w - c, size), ln.c0[q])
 
 
-cdef inline void _gather(const Lanes* ln, const floating* plane, Py_ssize_t w, int size,
-                         floating* d) noexcept nogil:
-    """d[(i*size + j)*_LANES + q] = plane[at_q + i*w + j] for the patch elements inside the
-    plane; d's other elements are left as they are (zero: set once per chunk of lanes)."""
-    cdef Py_ssize_t q, i, j
-    cdef const floating* src
-    for q in range(ln.n):
-        src = plane + ln.at[q]
-        if ln.r0[q] == 0 and ln.c0[q] == 0 and ln.r1[q] == size and ln.c1[q] == size:
-            for i in range(size):
-                for j in range(size):
-                    d[(i * size + j) * _LANES + q] = src[i * w + j]
-        else:
-            for i in range(ln.r0[q], ln.r1[q]):
-                for j in range(ln.c0[q], ln.c1[q]):
-                    d[(i * size + j) * _LANES + q] = src[i * w + j]
+cdef inline void _edge_patch(const Lanes* ln, Py_ssize_t q, const floating* plane,
+                             Py_ssize_t w, int size, floating* d) noexcept nogil:
+    """d[i*size + j] = plane[at_q + i*w + j] for tile q's patch elements inside the plane;
+    d's other elements are left as they are (zero: set once per chunk of lanes)."""
+    cdef Py_ssize_t i, j
+    cdef const floating* src = plane + ln.at[q]
+    for i in range(ln.r0[q], ln.r1[q]):
+        for j in range(ln.c0[q], ln.c1[q]):
+            d[i * size + j] = src[i * w + j]
 
 
 cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ssize_t nt,
@@ -938,15 +931,35 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
     cdef floating d[36 * _LANES]
     cdef floating e[36 * _LANES]
     cdef floating f[36 * _LANES]
+    cdef floating edge[36 * _LANES]      # own copies of the patches that leave the plane
+    cdef const floating* at[_LANES]      # each tile's patch (_wino.h gathers them) ...
+    cdef long ld[_LANES]                 # ... and its row stride
+    cdef bint inside[_LANES]
     cdef Lanes ln
-    cdef Py_ssize_t q0_, q0, c, i
+    cdef Py_ssize_t q0_, q0, q, c, i
+    cdef const floating* plane
     for q0_ in range((nt + _LANES - 1) // _LANES):
         q0 = q0_ * _LANES
         _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), p.ph, p.pw, p.h, p.w, 6, p.c,
                &ln)
-        memset(d, 0, sizeof(d))          # what lies outside the plane, for every channel
+        memset(d, 0, sizeof(d))          # lanes past the last tile
+        memset(edge, 0, sizeof(edge))    # what lies outside the plane, for every channel
+        for q in range(ln.n):
+            inside[q] = (ln.r0[q] == 0 and ln.c0[q] == 0 and ln.r1[q] == 6
+                         and ln.c1[q] == 6)
+            ld[q] = p.w if inside[q] else 6
         for c in range(p.c):
-            _gather(&ln, src + c * p.h * p.w, p.w, 6, d)
+            plane = src + c * p.h * p.w
+            for q in range(ln.n):
+                if inside[q]:
+                    at[q] = plane + ln.at[q]
+                else:
+                    _edge_patch(&ln, q, plane, p.w, 6, edge + q * 36)
+                    at[q] = edge + q * 36
+            if floating is float:
+                cnnlab_wino_gather6_float(at, ld, ln.n, d)
+            else:
+                cnnlab_wino_gather6_double(at, ld, ln.n, d)
             for i in range(6):            # along each row i: d[i, j] -> e[i, xj]
                 _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
             for i in range(6):            # along each column xj: e[., xj] -> f[xi, xj]
@@ -961,10 +974,10 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
     cdef floating d[36 * _LANES]
     cdef floating e[24 * _LANES]
     cdef floating o[16 * _LANES]
+    cdef floating* dst[_LANES]
     cdef Lanes ln
     cdef Py_ssize_t q0_, q0, q, k, i, j, howo = p.ho * p.wo
     cdef floating b
-    cdef floating* dst
     memset(d, 0, sizeof(d))              # lanes past the last tile stay zero
     for q0_ in range((nt + _LANES - 1) // _LANES):
         q0 = q0_ * _LANES
@@ -977,10 +990,11 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
                 _at6(e + i * 6 * _LANES, _LANES, o + i * 4 * _LANES, _LANES)
             b = 0 if bias == NULL else bias[k]
             for q in range(ln.n):
-                dst = y + k * howo + ln.at[q]
-                for i in range(ln.r1[q]):
-                    for j in range(ln.c1[q]):
-                        dst[i * p.wo + j] = o[(i * 4 + j) * _LANES + q] + b
+                dst[q] = y + k * howo + ln.at[q]
+            if floating is float:
+                cnnlab_wino_scatter4_float(o, dst, p.wo, ln.r1, ln.c1, ln.n, b)
+            else:
+                cnnlab_wino_scatter4_double(o, dst, p.wo, ln.r1, ln.c1, ln.n, b)
 
 
 cdef void _wino_filters_of(const floating* wt, Py_ssize_t k, Py_ssize_t c, bint flip,
@@ -1058,6 +1072,18 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # A direct convolution for layers with few input channels, and the weight gradient of such
 # layers and of wide rows; float32 and float64, AVX2+FMA (see _direct.h, which also holds
 # the Winograd GEMM's own float kernel). The C is written once for both types.
+cdef extern from "_wino.h":
+    void cnnlab_wino_gather6_float(const float** src, const long* ld, long n,
+                                   float* d) nogil
+    void cnnlab_wino_gather6_double(const double** src, const long* ld, long n,
+                                    double* d) nogil
+    void cnnlab_wino_scatter4_float(const float* o, float** dst, long ld, const int* rows,
+                                    const int* cols, long n, float b) nogil
+    void cnnlab_wino_scatter4_double(const double* o, double** dst, long ld,
+                                     const int* rows, const int* cols, long n,
+                                     double b) nogil
+
+
 cdef extern from "_direct.h":
     int cnnlab_direct_available() nogil
     void cnnlab_wino_gemm(const float* u, const float* v, float* m, long k, long c, long nt,
