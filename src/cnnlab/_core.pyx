@@ -737,6 +737,7 @@ cdef Py_ssize_t _WINO_OWN_BLOCK = 48
 # BLAS: 16->32 @32 forward 1.59 vs 2.29 ms, 64->64 @56 7.1 vs 8.9, 128->128 @14 7.0 vs
 # 8.8; 256->256 @14 the same, where a block's 256 x 24 of V fills L1).
 cdef Py_ssize_t _WINO_OWN_GEMM_CHANNELS = 128
+cdef int _WINO_AVX2                  # set below, with _DIRECT_AVAILABLE
 
 
 cdef inline bint _wino_own_gemm(Py_ssize_t c) noexcept:
@@ -787,49 +788,10 @@ cdef inline bint _winograd(const Conv* p) noexcept:
             and p.c_out >= _WINO_MIN_CHANNELS and min(p.h, p.w, p.ho, p.wo) >= 4)
 
 
-# The 1-D transforms, on _LANES lanes (tiles or filters side by side) at once: input i of
-# lane q is s[i*ss + q], output i goes to o[i*os + q]. Callers pass local arrays, so the
-# compiler knows they do not overlap and vectorises the fixed-length loops over the lanes.
-
-cdef inline void _bt6(const floating* s, Py_ssize_t ss, floating* o,
-                      Py_ssize_t os) noexcept nogil:
-    """B^T d: 6 -> 6."""
-    cdef floating h = 0.5, one5 = 1.5, two = 2, two5 = 2.5
-    cdef floating d0, d1, d2, d3, d4, d5
-    cdef Py_ssize_t q
-    for q in range(_LANES):
-        d0 = s[q]
-        d1 = s[ss + q]
-        d2 = s[2 * ss + q]
-        d3 = s[3 * ss + q]
-        d4 = s[4 * ss + q]
-        d5 = s[5 * ss + q]
-        o[q] = d0 - one5 * d1 - two * d2 + one5 * d3 + d4
-        o[os + q] = d4 - d1 + h * d2 + two5 * d3
-        o[2 * os + q] = d4 + d1 - two5 * d2 + h * d3
-        o[3 * os + q] = d4 - d2 + two * (d3 - d1)
-        o[4 * os + q] = d4 - d2 + h * (d1 - d3)
-        o[5 * os + q] = d1 - one5 * d2 - two * d3 + one5 * d4 + d5
-
-
-cdef inline void _at6(const floating* s, Py_ssize_t ss, floating* o,
-                      Py_ssize_t os) noexcept nogil:
-    """A^T m: 6 -> 4."""
-    cdef floating h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8
-    cdef floating m0, m3, m4, m5, a, b
-    cdef Py_ssize_t q
-    for q in range(_LANES):
-        m0 = s[q]
-        a = s[ss + q] + s[2 * ss + q]
-        b = s[ss + q] - s[2 * ss + q]
-        m3 = s[3 * ss + q]
-        m4 = s[4 * ss + q]
-        m5 = s[5 * ss + q]
-        o[q] = m0 + a + m3 + m4
-        o[os + q] = b + h * m3 - two * m4
-        o[2 * os + q] = a + q4 * m3 + four * m4
-        o[3 * os + q] = b + e8 * m3 - eight * m4 + m5
-
+# The filters' 1-D transform, on _LANES filters side by side: input i of lane q is
+# s[i*ss + q], output i goes to o[i*os + q]. Callers pass local arrays, so the compiler
+# knows they do not overlap and vectorises the fixed-length loop over the lanes. The
+# tiles' transforms and copies are C (_wino.h), compiled for AVX2 too.
 
 cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
                      Py_ssize_t os) noexcept nogil:
@@ -848,20 +810,6 @@ cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
         o[3 * os + q] = -(c16 * g0 + c8 * g1 + c4 * g2)
         o[4 * os + q] = c1 * g0 - c2 * g1 + c4 * g2
         o[5 * os + q] = g2
-
-
-cdef inline void _rows_in(const floating* src, Py_ssize_t stride, Py_ssize_t rows,
-                          Py_ssize_t n, floating* d) noexcept nogil:
-    """d[r*_LANES + q] = src[r*stride + q] for r < rows, q < n (lanes >= n untouched)."""
-    cdef Py_ssize_t r, q
-    if n == _LANES:                       # a constant trip count: one vector loop
-        for r in range(rows):
-            for q in range(_LANES):
-                d[r * _LANES + q] = src[r * stride + q]
-        return
-    for r in range(rows):
-        for q in range(n):
-            d[r * _LANES + q] = src[r * stride + q]
 
 
 cdef inline void _rows_out(const floating* d, Py_ssize_t rows, Py_ssize_t n, floating* dst,
@@ -929,8 +877,6 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
     x (n, c, h, w) and the 6x6 patch d of a tile's outputs, (B^T d B)[xi]. What lies outside
     the plane is zero."""
     cdef floating d[36 * _LANES]
-    cdef floating e[36 * _LANES]
-    cdef floating f[36 * _LANES]
     cdef floating edge[36 * _LANES]      # own copies of the patches that leave the plane
     cdef const floating* at[_LANES]      # each tile's patch (_wino.h gathers them) ...
     cdef long ld[_LANES]                 # ... and its row stride
@@ -956,38 +902,31 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
                 else:
                     _edge_patch(&ln, q, plane, p.w, 6, edge + q * 36)
                     at[q] = edge + q * 36
-            if floating is float:
+            if floating is float:         # lanes past nt: 0
                 cnnlab_wino_gather6_float(at, ld, ln.n, d)
+                cnnlab_wino_in_float(d, v + c * 36 * ldv + q0, ldv, _WINO_AVX2)
             else:
                 cnnlab_wino_gather6_double(at, ld, ln.n, d)
-            for i in range(6):            # along each row i: d[i, j] -> e[i, xj]
-                _bt6(d + i * 6 * _LANES, _LANES, e + i * 6 * _LANES, _LANES)
-            for i in range(6):            # along each column xj: e[., xj] -> f[xi, xj]
-                _bt6(e + i * _LANES, 6 * _LANES, f + i * _LANES, 6 * _LANES)
-            _rows_out(f, 36, _LANES, v + c * 36 * ldv + q0, ldv)   # lanes past nt: 0
+                cnnlab_wino_in_double(d, v + c * 36 * ldv + q0, ldv, _WINO_AVX2)
 
 
 cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
                        Py_ssize_t nt, const floating* bias, floating* y) noexcept nogil:
     """y[img, k, row + i, col + j] = (A^T M A)[i, j] + bias[k] for the tiles t0 + q
     (q < nt), M[xi] = m[(k*36 + xi)*ldm + q]; clipped to the output plane."""
-    cdef floating d[36 * _LANES]
-    cdef floating e[24 * _LANES]
     cdef floating o[16 * _LANES]
     cdef floating* dst[_LANES]
     cdef Lanes ln
-    cdef Py_ssize_t q0_, q0, q, k, i, j, howo = p.ho * p.wo
+    cdef Py_ssize_t q0_, q0, q, k, howo = p.ho * p.wo
     cdef floating b
-    memset(d, 0, sizeof(d))              # lanes past the last tile stay zero
     for q0_ in range((nt + _LANES - 1) // _LANES):
         q0 = q0_ * _LANES
         _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0, 0, p.ho, p.wo, 4, p.k, &ln)
-        for k in range(p.k):
-            _rows_in(m + k * 36 * ldm + q0, ldm, 36, ln.n, d)
-            for j in range(6):            # along each column xj: d[., xj] -> e[i, xj]
-                _at6(d + j * _LANES, 6 * _LANES, e + j * _LANES, 6 * _LANES)
-            for i in range(4):            # along each row i: e[i, .] -> o[i, j]
-                _at6(e + i * 6 * _LANES, _LANES, o + i * 4 * _LANES, _LANES)
+        for k in range(p.k):              # (all _LANES lanes of m: see _wino_conv)
+            if floating is float:
+                cnnlab_wino_out_float(m + k * 36 * ldm + q0, ldm, o, _WINO_AVX2)
+            else:
+                cnnlab_wino_out_double(m + k * 36 * ldm + q0, ldm, o, _WINO_AVX2)
             b = 0 if bias == NULL else bias[k]
             for q in range(ln.n):
                 dst[q] = y + k * howo + ln.at[q]
@@ -1027,7 +966,7 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
                     const floating* bias, floating* y, int n_threads) except -1:
     """y (n, k, ho, wo) = the convolution of x (n, c, h, w) with the filters wt (see
     _wino_filters_of; transformed into u (36, k, c) first), plus bias (k,) or NULL."""
-    cdef Py_ssize_t item, t0, nt, xi, o
+    cdef Py_ssize_t item, t0, nt, xi, o, r
     cdef Py_ssize_t ldb = p.block
     cdef int failed = 0
     cdef int* failed_p = &failed
@@ -1059,6 +998,9 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
                     _gemm(False, False, <int> p.k, <int> nt, <int> p.c, <floating> 1,
                           u + xi * p.k * p.c, <int> p.c, v + xi * ldb, <int> (36 * ldb),
                           <floating> 0, m + xi * ldb, <int> (36 * ldb))
+            if nt % _LANES:               # the output transform reads all of the last
+                for r in range(36 * p.k):  # chunk's lanes: zeros past the last tile
+                    _zero(m + r * ldb + nt, _LANES - nt % _LANES)
             _wino_output(&p, m, ldb, t0, nt, bias, y)
         free(v)
         free(m)
@@ -1073,6 +1015,10 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # layers and of wide rows; float32 and float64, AVX2+FMA (see _direct.h, which also holds
 # the Winograd GEMM's own float kernel). The C is written once for both types.
 cdef extern from "_wino.h":
+    void cnnlab_wino_in_float(const float* d, float* v, long ldv, int avx2) nogil
+    void cnnlab_wino_in_double(const double* d, double* v, long ldv, int avx2) nogil
+    void cnnlab_wino_out_float(const float* m, long ldm, float* o, int avx2) nogil
+    void cnnlab_wino_out_double(const double* m, long ldm, double* o, int avx2) nogil
     void cnnlab_wino_gather6_float(const float** src, const long* ld, long n,
                                    float* d) nogil
     void cnnlab_wino_gather6_double(const double** src, const long* ld, long n,
@@ -1107,6 +1053,7 @@ cdef extern from "_direct.h":
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
+_WINO_AVX2 = cnnlab_direct_available()    # the tiles' transforms' build (_wino.h)
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
 cdef Py_ssize_t _DIRECT_PAD_BYTES = 256 * 1024   # a thread's padded rows, at most
 

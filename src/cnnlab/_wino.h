@@ -15,6 +15,68 @@
 #ifndef CNNLAB_WINO_H
 #define CNNLAB_WINO_H
 
+/* The transforms (_wino_impl.h), compiled for any CPU and, with GCC or Clang on x86, for
+   AVX2+FMA too: the caller passes avx2 (the CPU has both; _core.pyx's _DIRECT_AVAILABLE).
+   FMA contraction there rounds differently from the other build, within the Winograd
+   bound the tests hold both to. */
+#define T float
+#define ATTR
+#define FN(name) cnnlab_wino_##name##_float_any
+#include "_wino_impl.h"
+#define T double
+#define ATTR
+#define FN(name) cnnlab_wino_##name##_double_any
+#include "_wino_impl.h"
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define CNNLAB_WINO_AVX2 1
+#define T float
+#define ATTR __attribute__((target("avx2,fma")))
+#define FN(name) cnnlab_wino_##name##_float_avx2
+#include "_wino_impl.h"
+#define T double
+#define ATTR __attribute__((target("avx2,fma")))
+#define FN(name) cnnlab_wino_##name##_double_avx2
+#include "_wino_impl.h"
+#else
+#define CNNLAB_WINO_AVX2 0
+#endif
+
+#if CNNLAB_WINO_AVX2
+#define CNNLAB_WINO_PICK(T, name, avx2, args)                                             \
+    if (avx2) cnnlab_wino_##name##_##T##_avx2 args;                                       \
+    else cnnlab_wino_##name##_##T##_any args;
+#else
+#define CNNLAB_WINO_PICK(T, name, avx2, args) cnnlab_wino_##name##_##T##_any args;
+#endif
+
+/* v[(xi*6 + xj)*ldv + q] = (B^T d B)[xi, xj] for 16 tiles' 6x6 patches d (lane-major). */
+static void cnnlab_wino_in_float(const float *d, float *v, long ldv, int avx2)
+{
+    CNNLAB_WINO_PICK(float, in, avx2, (d, v, ldv))
+}
+
+static void cnnlab_wino_in_double(const double *d, double *v, long ldv, int avx2)
+{
+    CNNLAB_WINO_PICK(double, in, avx2, (d, v, ldv))
+}
+
+/* o[(i*4 + j)*16 + q] = (A^T M A)[i, j] for 16 tiles' M[xi, xj] = m[(xi*6 + xj)*ldm + q]
+   (every lane must be finite or zero: lanes past the last tile are computed too). */
+static void cnnlab_wino_out_float(const float *m, long ldm, float *o, int avx2)
+{
+    CNNLAB_WINO_PICK(float, out, avx2, (m, ldm, o))
+}
+
+static void cnnlab_wino_out_double(const double *m, long ldm, double *o, int avx2)
+{
+    CNNLAB_WINO_PICK(double, out, avx2, (m, ldm, o))
+}
+#undef CNNLAB_WINO_PICK
+
+#if defined(_MSC_VER) && !defined(restrict)
+#define restrict __restrict
+#endif
+
 #if defined(__SSE2__) || defined(_M_X64)
 #define CNNLAB_WINO_SSE 1
 #include <emmintrin.h>
