@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cnnlab
 from cnnlab import _checks
 from cnnlab import functional as F
 from cnnlab import reference as R
@@ -74,6 +75,33 @@ def test_winograd_shapes_float32_normwise_bound(twin, case, rng):
         assert a.dtype == np.float32
         err = np.abs(a.astype(np.float64) - e).max() / np.abs(e).max()
         assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_winograd_transforms_built_for_any_cpu(dtype, rng):
+    """The compiled twin's tile transforms are built twice (_wino.h): for AVX2+FMA, which
+    this CPU may run, and for any CPU. The second, switched on here, meets the same bounds
+    on the cases above: 1e-10 float64, 1e-5 normwise float32, against the naive loops."""
+    core = pytest.importorskip("cnnlab._core")
+    was = core._wino_avx2()
+    core._wino_avx2(False)
+    try:
+        assert not core._wino_avx2()
+        with cnnlab.use_backend("cython"):
+            for n, c, k, h, w, padding in CASES:
+                x, wt, b = (rng.standard_normal(s) for s in ((n, c, h, w), (k, c, 3, 3), (k,)))
+                y64 = R.conv2d(x, wt, b, padding=padding)
+                gy = rng.standard_normal(y64.shape)
+                want = (y64, R.conv2d_backward(gy, x, wt, padding=padding)[0])
+                x, wt, b, gy = (a.astype(dtype) for a in (x, wt, b, gy))
+                got = (F.conv2d(x, wt, b, padding=padding),
+                       F.conv2d_backward(gy, x, wt, padding=padding)[0])
+                for a, e in zip(got, want, strict=True):
+                    err = np.abs(a.astype(np.float64) - e).max() / np.abs(e).max()
+                    assert err <= (1e-10 if dtype == np.float64 else 1e-5), err
+    finally:
+        core._wino_avx2(was)
+    assert core._wino_avx2() == was
 
 
 def test_compiled_twin_takes_winograd_for_these_shapes():

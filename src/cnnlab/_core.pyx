@@ -710,10 +710,10 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
 # input into V (C, 36, T), runs the 36 GEMMs into M (K, 36, T) and transforms M into the
 # output, adding the bias. The input gradient of a stride-1 3x3 convolution is the forward
 # convolution of grad_output with the flipped, transposed kernel (padding 2 - p): the same
-# code. The weight gradient is the transposed algorithm, gw = G^T [sum over tiles of
-# (A gy A^T) . (B^T d B)] G: per block 36 GEMMs (K x T) @ (T x C) added into the thread's
-# own partial sums, which are reduced in thread order. Transforms run on _LANES tiles (or
-# filters) at once, in loops over the lanes that the compiler vectorises.
+# code. The weight gradient stays on im2col or the direct kernel: Winograd's leaves rounding
+# noise where the exact gradient is 0 (README, Speed). Transforms run on _LANES tiles (or
+# filters) side by side; the tiles' copies and transforms are C (_wino.h), the filters'
+# transform is below.
 
 cdef enum:
     _LANES = 16
@@ -790,8 +790,7 @@ cdef inline bint _winograd(const Conv* p) noexcept:
 
 # The filters' 1-D transform, on _LANES filters side by side: input i of lane q is
 # s[i*ss + q], output i goes to o[i*os + q]. Callers pass local arrays, so the compiler
-# knows they do not overlap and vectorises the fixed-length loop over the lanes. The
-# tiles' transforms and copies are C (_wino.h), compiled for AVX2 too.
+# knows they do not overlap and vectorises the fixed-length loop over the lanes.
 
 cdef inline void _g3(const floating* s, Py_ssize_t ss, floating* o,
                      Py_ssize_t os) noexcept nogil:
@@ -1054,6 +1053,16 @@ cdef extern from "_direct.h":
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
 _WINO_AVX2 = cnnlab_direct_available()    # the tiles' transforms' build (_wino.h)
+
+
+def _wino_avx2(enable=None):
+    """Whether Winograd's tile transforms run their AVX2+FMA build (_wino.h); ``enable``
+    (for the tests) switches to the build for any CPU and back, never to AVX2 on a CPU
+    without it."""
+    global _WINO_AVX2
+    if enable is not None:
+        _WINO_AVX2 = bool(enable) and _DIRECT_AVAILABLE
+    return bool(_WINO_AVX2)
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
 cdef Py_ssize_t _DIRECT_PAD_BYTES = 256 * 1024   # a thread's padded rows, at most
 
