@@ -15,6 +15,12 @@
 #ifndef CNNLAB_WINO_H
 #define CNNLAB_WINO_H
 
+#if defined(__GNUC__) && !defined(__clang__)
+#define CNNLAB_WINO_IVDEP _Pragma("GCC ivdep")
+#else
+#define CNNLAB_WINO_IVDEP
+#endif
+
 /* The transforms (_wino_impl.h), compiled for any CPU and, with GCC or Clang on x86, for
    AVX2+FMA too: the caller passes avx2 (the CPU has both; _core.pyx's _DIRECT_AVAILABLE).
    FMA contraction there rounds differently from the other build, within the Winograd

@@ -2,12 +2,15 @@
    side (lane q is tile q); included by _wino.h once per element type and instruction set,
    with T (float, double), ATTR (a target attribute or nothing) and FN(name) defined; the
    end of this file undefines them. The loops over the 16 lanes have a constant trip count
-   and restrict pointers, so the compiler vectorises them for ATTR's registers. */
+   and restrict pointers, so the compiler vectorises them for ATTR's registers; the outputs'
+   rows (os apart) never overlap, which GCC is told (CNNLAB_WINO_IVDEP): with a row stride
+   known only at run time it kept the stores into V scalar. */
 
 /* B^T d: o[i*os + q] from s[k*ss + q], k < 6 (6 -> 6). */
 ATTR static inline void FN(bt6)(const T *restrict s, long ss, T *restrict o, long os)
 {
     const T h = 0.5, one5 = 1.5, two = 2, two5 = 2.5;
+    CNNLAB_WINO_IVDEP
     for (int q = 0; q < 16; q++) {
         T d0 = s[q], d1 = s[ss + q], d2 = s[2 * ss + q], d3 = s[3 * ss + q],
           d4 = s[4 * ss + q], d5 = s[5 * ss + q];
@@ -24,6 +27,7 @@ ATTR static inline void FN(bt6)(const T *restrict s, long ss, T *restrict o, lon
 ATTR static inline void FN(at6)(const T *restrict s, long ss, T *restrict o, long os)
 {
     const T h = 0.5, q4 = 0.25, e8 = 0.125, two = 2, four = 4, eight = 8;
+    CNNLAB_WINO_IVDEP
     for (int q = 0; q < 16; q++) {
         T m0 = s[q], a = s[ss + q] + s[2 * ss + q], b = s[ss + q] - s[2 * ss + q],
           m3 = s[3 * ss + q], m4 = s[4 * ss + q], m5 = s[5 * ss + q];
