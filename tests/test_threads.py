@@ -140,9 +140,10 @@ REPEAT_LAYERS = [(8, 3, 16, 20, 1), (8, 16, 16, 12, 1), (8, 5, 6, 15, 2)]
 
 @pytest.mark.parametrize("layer", REPEAT_LAYERS, ids=lambda c: "x".join(map(str, c)))
 def test_two_kernel_threads_give_the_same_bits_on_every_call(twin, layer, restore_threads):
-    """Work items go to whichever thread is free (forward, input gradient) or in a fixed
-    split (the weight gradient's per-thread sums): either way, repeated calls agree bit
-    for bit."""
+    """Work items go to whichever thread is free (forward, input gradient; the direct
+    weight gradient's runs of items, each with its own partial sum) or in a fixed split
+    (im2col's weight gradient, per-thread sums): either way, repeated calls agree bit for
+    bit."""
     n, c, k, s, stride = layer
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((n, c, s, s)), rng.standard_normal((k, c, 3, 3))

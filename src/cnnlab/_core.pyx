@@ -1156,14 +1156,17 @@ cdef int _direct_run(Conv p, const floating* x, const floating* wk, const floati
     """The direct kernel's work items (image, block of output rows), at least a few per
     thread, each block's padded rows within _DIRECT_PAD_BYTES. Forward: out = y (N, C_out,
     H_out, W_out) = conv(x) + b (wk: the laid-out weights). Weight gradient (wk: grad_output,
-    b unused): thread t adds its items into out + t * out_stride."""
+    b unused): the items in _direct_runs(items, n_threads) runs of consecutive items, run
+    j adding into out + j * out_stride; returns how many runs. A run goes to whichever
+    thread is free, and its sum does not depend on which thread that is."""
     cdef Py_ssize_t lanes = 32 // sizeof(floating)          # of an AVX register
     cdef Py_ssize_t ps = (p.wo + lanes - 1) // lanes * lanes + (p.kw - 1) // p.sw
     cdef Py_ssize_t rs = p.sw * ps, budget = _DIRECT_PAD_BYTES // sizeof(floating)
     cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
     cdef Py_ssize_t per = min((p.ho + parts - 1) // parts,
                               max(1, (budget // (p.c_in * rs) - p.kh) // p.sh + 1))
-    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item
+    cdef Py_ssize_t blocks = (p.ho + per - 1) // per, items = p.n * blocks, item, j
+    cdef Py_ssize_t runs = _direct_runs(items, n_threads)
     cdef int failed = 0
     cdef int* failed_p = &failed
     cdef floating* pad
@@ -1172,11 +1175,12 @@ cdef int _direct_run(Conv p, const floating* x, const floating* wk, const floati
         pad = <floating*> malloc(p.c_in * ((per - 1) * p.sh + p.kh) * rs * sizeof(floating))
         if pad == NULL:
             failed_p[0] = 1
-        if grad_weight:     # partial sums per thread: a fixed split, so a fixed order of sums
-            for item in prange(items, schedule='static'):
+        if grad_weight:     # a partial sum per run: a fixed split, a fixed order of sums
+            for j in prange(runs, schedule='dynamic'):
                 if pad != NULL:
-                    _direct_item(&p, x, wk, b, out + threadid() * out_stride, True,
-                                 item // blocks, (item % blocks) * per, per, pad, ps)
+                    for item in range(j * items // runs, (j + 1) * items // runs):
+                        _direct_item(&p, x, wk, b, out + j * out_stride, True,
+                                     item // blocks, (item % blocks) * per, per, pad, ps)
         else:               # each item its own outputs: to whichever thread is free
             for item in prange(items, schedule='dynamic'):
                 if pad != NULL:
@@ -1185,7 +1189,16 @@ cdef int _direct_run(Conv p, const floating* x, const floating* wk, const floati
         free(pad)
     if failed:
         raise MemoryError("conv2d: cannot allocate the direct kernel's row buffer")
-    return 0
+    return <int> runs if grad_weight else 0
+
+
+# The weight gradient's runs: 4 per thread, so that a thread slowed by the machine hands
+# the others its later runs (a static split of the items over the threads waited for it).
+cdef Py_ssize_t _DIRECT_GW_RUNS = 4
+
+
+cdef inline Py_ssize_t _direct_runs(Py_ssize_t items, int n_threads) noexcept nogil:
+    return max(1, min(items, _DIRECT_GW_RUNS * n_threads))
 
 
 cdef int _direct_flat(Conv p, const floating[::1] x, const floating[::1] wk,
@@ -1234,19 +1247,20 @@ def _direct_grad_input(grad_output, weight, Conv p):
 
 
 def _direct_grad_weight(grad_output, x, Conv p):
-    """conv2d_grad_weight on the direct kernel's layers: per-thread partial sums (threads,
-    C_out, C_in, kH, kW), added in thread order."""
-    nt = _num_threads()
-    part = np.zeros((max(1, nt), p.c_out, p.c_in, p.kh, p.kw), x.dtype)
+    """conv2d_grad_weight on the direct kernel's layers: a partial sum per run of work items
+    (runs, C_out, C_in, kH, kW), added in run order."""
+    part = np.zeros((_DIRECT_GW_RUNS * max(1, _num_threads()), p.c_out, p.c_in, p.kh, p.kw),
+                    x.dtype)
+    runs = 1
     if p.n:
         args = (x.reshape(-1), grad_output.reshape(-1), np.empty(0, x.dtype),
                 part.reshape(-1), part[0].size, True)
         if x.dtype == np.float32:
-            _direct_flat[float](p, *args)
+            runs = _direct_flat[float](p, *args)
         else:
-            _direct_flat[double](p, *args)
+            runs = _direct_flat[double](p, *args)
     gw = part[0]
-    for t in range(1, part.shape[0]):
+    for t in range(1, runs):
         gw += part[t]
     return gw
 
