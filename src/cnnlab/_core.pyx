@@ -718,6 +718,24 @@ cdef int _conv2d_grad_weight_run(Conv p, const floating* gy, const floating* x,
 cdef enum:
     _LANES = 16
 
+
+# The tiles' copies and transforms (C, _wino.h: see its opening note).
+cdef extern from "_wino.h":
+    void cnnlab_wino_in_float(const float* d, float* v, long ldv, int avx2) nogil
+    void cnnlab_wino_in_double(const double* d, double* v, long ldv, int avx2) nogil
+    void cnnlab_wino_out_float(const float* m, long ldm, float* o, int avx2) nogil
+    void cnnlab_wino_out_double(const double* m, long ldm, double* o, int avx2) nogil
+    void cnnlab_wino_gather6_float(const float** src, const long* ld, long n,
+                                   float* d) nogil
+    void cnnlab_wino_gather6_double(const double** src, const long* ld, long n,
+                                    double* d) nogil
+    void cnnlab_wino_scatter4_float(const float* o, float** dst, long ld, const int* rows,
+                                    const int* cols, long n, float b) nogil
+    void cnnlab_wino_scatter4_double(const double* o, double** dst, long ld,
+                                     const int* rows, const int* cols, long n,
+                                     double b) nogil
+
+
 # On BLAS, a block holds 64 to 256 tiles: as many as keep its V and M buffers within half
 # of L2, but at least 64 (smaller blocks lose more to BLAS's packing than they gain in
 # cache; one thread, measured on the lab and ResNet-like layers). Layers with fewer than 8
@@ -881,7 +899,7 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
     cdef long ld[_LANES]                 # ... and its row stride
     cdef bint inside[_LANES]
     cdef Lanes ln
-    cdef Py_ssize_t q0_, q0, q, c, i
+    cdef Py_ssize_t q0_, q0, q, c
     cdef const floating* plane
     for q0_ in range((nt + _LANES - 1) // _LANES):
         q0 = q0_ * _LANES
@@ -1013,22 +1031,6 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # A direct convolution for layers with few input channels, and the weight gradient of such
 # layers and of wide rows; float32 and float64, AVX2+FMA (see _direct.h, which also holds
 # the Winograd GEMM's own float kernel). The C is written once for both types.
-cdef extern from "_wino.h":
-    void cnnlab_wino_in_float(const float* d, float* v, long ldv, int avx2) nogil
-    void cnnlab_wino_in_double(const double* d, double* v, long ldv, int avx2) nogil
-    void cnnlab_wino_out_float(const float* m, long ldm, float* o, int avx2) nogil
-    void cnnlab_wino_out_double(const double* m, long ldm, double* o, int avx2) nogil
-    void cnnlab_wino_gather6_float(const float** src, const long* ld, long n,
-                                   float* d) nogil
-    void cnnlab_wino_gather6_double(const double** src, const long* ld, long n,
-                                    double* d) nogil
-    void cnnlab_wino_scatter4_float(const float* o, float** dst, long ld, const int* rows,
-                                    const int* cols, long n, float b) nogil
-    void cnnlab_wino_scatter4_double(const double* o, double** dst, long ld,
-                                     const int* rows, const int* cols, long n,
-                                     double b) nogil
-
-
 cdef extern from "_direct.h":
     int cnnlab_direct_available() nogil
     void cnnlab_wino_gemm(const float* u, const float* v, float* m, long k, long c, long nt,

@@ -1,6 +1,7 @@
-/* Winograd's tile copies, included by _core.pyx (_wino_patches, _wino_output): between
-   the tiles in their planes and the transforms' lane-major buffers, where lane q (of 16)
-   is one tile and element (i, j) of its patch is d[(i*size + j)*16 + q].
+/* Winograd's tiles in C, included by _core.pyx (_wino_patches, _wino_output): the
+   copies between the tiles in their planes and the transforms' lane-major buffers, where
+   lane q (of 16) is one tile and element (i, j) of its patch is d[(i*size + j)*16 + q];
+   then the transforms of those buffers (below, and _wino_impl.h).
 
    Element by element, a copy runs down a column of that buffer (a stride of 16) while it
    runs along a row of the plane; it took 45% of a Winograd forward (16->32 @32 and
@@ -22,7 +23,7 @@
 #endif
 
 /* The transforms (_wino_impl.h), compiled for any CPU and, with GCC or Clang on x86, for
-   AVX2+FMA too: the caller passes avx2 (the CPU has both; _core.pyx's _DIRECT_AVAILABLE).
+   AVX2+FMA too: the caller passes avx2 (the CPU has both: _core.pyx's _WINO_AVX2).
    FMA contraction there rounds differently from the other build, within the Winograd
    bound the tests hold both to. */
 #define T float
