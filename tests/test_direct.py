@@ -5,9 +5,10 @@ with 3 or 4 input channels, at most 16 output channels and stride 1; AVX2+FMA CP
 blocks of 3, 2 and 1 registers of columns (partial blocks at the right edge), 1 to 4 input
 channels, kernels 1 to 7 (square, even, 1xk and kx1), paddings from 0 to wider than the
 kernel, 'same' (uneven for even kernels), 3x3 windows at stride 1 (which the kernels
-compile apart) with unequal paddings and row strides, output channels not a multiple of 4, and a wide
-image whose rows a work item copies in several blocks. Every twin runs them against the
-naive loops (``cnnlab.reference``) or SciPy, within the suite's tolerance of each dtype.
+compile apart) with unequal paddings and row strides, output channels not a multiple of 4,
+and a wide image whose rows a work item copies in several blocks. Every twin runs them
+against the naive loops (``cnnlab.reference``) or SciPy, within the suite's tolerance of
+each dtype.
 """
 from __future__ import annotations
 
