@@ -1205,16 +1205,16 @@ cdef inline Py_ssize_t _direct_runs(Py_ssize_t items, int n_threads) noexcept no
 
 cdef int _direct_flat(Conv p, const floating[::1] x, const floating[::1] wk,
                       const floating[::1] b, floating[::1] out, Py_ssize_t out_stride,
-                      bint grad_weight) except -1:
-    """_direct_run on flat arrays (x, wk, out with elements: p.n > 0; b may be empty)."""
+                      bint grad_weight, int n_threads) except -1:
+    """_direct_run on flat arrays (x, wk, out with elements: p.n > 0; b may be empty), on
+    n_threads: the count the caller sized out's partial sums for."""
     cdef const floating* xp = &x[0]
     cdef const floating* wp = &wk[0]
     cdef const floating* bp = NULL
     cdef floating* op = &out[0]
-    cdef int nt = _num_threads()
     if b.shape[0]:
         bp = &b[0]
-    return _direct_run(p, xp, wp, bp, op, out_stride, grad_weight, nt)
+    return _direct_run(p, xp, wp, bp, op, out_stride, grad_weight, n_threads)
 
 
 def _direct_forward(x, weight, bias, Conv p):
@@ -1233,7 +1233,7 @@ def _direct_forward(x, weight, bias, Conv p):
         b[:p.c_out] = bias
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     if p.n:
-        args = (x.reshape(-1), wk, b, y.reshape(-1), 0, False)
+        args = (x.reshape(-1), wk, b, y.reshape(-1), 0, False, _num_threads())
         if x.dtype == np.float32:
             _direct_flat[float](p, *args)
         else:
@@ -1250,13 +1250,14 @@ def _direct_grad_input(grad_output, weight, Conv p):
 
 def _direct_grad_weight(grad_output, x, Conv p):
     """conv2d_grad_weight on the direct kernel's layers: a partial sum per run of work items
-    (runs, C_out, C_in, kH, kW), added in run order."""
-    part = np.zeros((_DIRECT_GW_RUNS * max(1, _num_threads()), p.c_out, p.c_in, p.kh, p.kw),
-                    x.dtype)
+    (runs, C_out, C_in, kH, kW), added in run order. One thread count sizes the partial
+    sums and runs the kernel (another Python thread may change the setting between)."""
+    nt = _num_threads()
+    part = np.zeros((_DIRECT_GW_RUNS * max(1, nt), p.c_out, p.c_in, p.kh, p.kw), x.dtype)
     runs = 1
     if p.n:
         args = (x.reshape(-1), grad_output.reshape(-1), np.empty(0, x.dtype),
-                part.reshape(-1), part[0].size, True)
+                part.reshape(-1), part[0].size, True, nt)
         if x.dtype == np.float32:
             runs = _direct_flat[float](p, *args)
         else:
