@@ -16,6 +16,10 @@
 #ifndef CNNLAB_WINO_H
 #define CNNLAB_WINO_H
 
+#if defined(_MSC_VER) && !defined(restrict)
+#define restrict __restrict
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__)
 #define CNNLAB_WINO_IVDEP _Pragma("GCC ivdep")
 #else
@@ -79,10 +83,6 @@ static void cnnlab_wino_out_double(const double *m, long ldm, double *o, int avx
     CNNLAB_WINO_PICK(double, out, avx2, (m, ldm, o))
 }
 #undef CNNLAB_WINO_PICK
-
-#if defined(_MSC_VER) && !defined(restrict)
-#define restrict __restrict
-#endif
 
 #if defined(__SSE2__) || defined(_M_X64)
 #define CNNLAB_WINO_SSE 1
