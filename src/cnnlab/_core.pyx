@@ -1585,25 +1585,33 @@ cdef inline void _inner_cols(const Pool* p, Py_ssize_t* ca, Py_ssize_t* cb) noex
 # Row kernels over the inner columns. ``sw`` is a compile-time constant where the callers
 # pass a literal (1, 2), so the strided loads vectorise.
 
-cdef inline void _max_tap(floating* m, int* tap, const floating* src, int off, int n,
+ctypedef fused tapoff:
+    # A winning tap's offset from its window's first tap, below 2**31 (``Pool.rel32``), in
+    # a type as wide as the values: float32 selects it as a C int, float64 as a double
+    # (exact below 2**53). GCC vectorises neither double -> C int nor double -> int64
+    # selects for SSE2, and a float64 max pooling ran 5-8x slower than float32's.
+    int
+    double
+
+
+cdef inline void _max_tap(floating* m, tapoff* tap, const floating* src, int off, int n,
                           int sw, bint first) noexcept nogil:
     """One tap of a row of max windows: m[q] vs src[q*sw], PyTorch's rule (take if larger
-    or NaN); tap[q] remembers the winning tap's offset from the window's first tap. C ints
-    (rows and offsets below 2**31, ``Pool.rel32``), so the selects vectorise as widely as
-    float32's."""
+    or NaN); tap[q] remembers the winning tap's offset from the window's first tap."""
     cdef int q
+    cdef tapoff t = off
     cdef floating v
     cdef bint take
     if first:
         for q in range(n):
             m[q] = src[q * sw]
-            tap[q] = off
+            tap[q] = t
     else:
         for q in range(n):
             v = src[q * sw]
             take = (v > m[q]) | (v != v)
             m[q] = v if take else m[q]
-            tap[q] = off if take else tap[q]
+            tap[q] = t if take else tap[q]
 
 
 cdef inline void _sum_tap(floating* acc, const floating* src, Py_ssize_t n, Py_ssize_t sw,
@@ -1624,12 +1632,12 @@ cdef inline void _scatter_tap(floating* dst, const floating* g, Py_ssize_t n,
         dst[q * sw] += g[q]
 
 
-cdef inline void _tap_index(int64_t* ir, const int* tap, Py_ssize_t first, int n,
+cdef inline void _tap_index(int64_t* ir, const tapoff* tap, Py_ssize_t first, int n,
                             int sw) noexcept nogil:
     """ir[q] = first + q*sw + tap[q]: flat indices from the winning taps' offsets."""
     cdef int q
     for q in range(n):
-        ir[q] = first + (q * sw + tap[q])
+        ir[q] = first + (q * sw + <int> tap[q])
 
 
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
@@ -1639,12 +1647,14 @@ cdef inline bint _is_22(const Pool* p) noexcept nogil:
     return p.kh == 2 and p.kw == 2 and p.sh == 2 and p.sw == 2 and p.dh == 1 and p.dw == 1
 
 
-cdef inline void _max_row22(floating* y, int* tap, const floating* r0,
+cdef inline void _max_row22(floating* y, tapoff* tap, const floating* r0,
                             const floating* r1, int n, int w) noexcept nogil:
     """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]
-    (C ints: the caller's rows are shorter than 2**31)."""
-    cdef int q, t
-    cdef floating m, v
+    (the caller's rows are shorter than 2**31)."""
+    cdef int q
+    cdef tapoff t
+    cdef tapoff t2 = w, t3 = w + 1     # converted once: GCC keeps a loop whose branches
+    cdef floating m, v                 # convert int -> double (maybe inexact) unvectorised
     cdef bint take
     for q in range(n):
         m = r0[2 * q]
@@ -1656,11 +1666,11 @@ cdef inline void _max_row22(floating* y, int* tap, const floating* r0,
         v = r1[2 * q]
         take = (v > m) | (v != v)
         m = v if take else m
-        t = w if take else t
+        t = t2 if take else t
         v = r1[2 * q + 1]
         take = (v > m) | (v != v)
         m = v if take else m
-        t = w + 1 if take else t
+        t = t3 if take else t
         y[q] = m
         tap[q] = t
 
@@ -1683,7 +1693,7 @@ cdef inline void _scatter_row22(floating* d0, floating* d1, const floating* g,
 
 
 cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx,
-                     int* tap) noexcept nogil:
+                     tapoff* tap) noexcept nogil:
     cdef Py_ssize_t oh, ow, ih, h0, h1, ca, cb, j, n, base, off
     cdef floating* yr
     cdef bint first
@@ -1750,7 +1760,7 @@ cdef int _max_pool2d(Pool p, const floating[:, :, :, ::1] x, floating[:, :, :, :
     cdef const floating* xp = _ptr(x)
     cdef floating* yp = _wptr(y)
     cdef int64_t* ip
-    cdef int* tap
+    cdef void* tap
     cdef int failed = 0
     cdef int* failed_p = &failed
     if planes == 0:
@@ -1758,12 +1768,15 @@ cdef int _max_pool2d(Pool p, const floating[:, :, :, ::1] x, floating[:, :, :, :
     ip = &idx[0, 0, 0, 0]
     tap = NULL                          # thread-private below; set here to quiet -Wall
     with nogil, parallel(num_threads=min(n_threads, planes)):
-        tap = <int*> malloc((p.wo + 1) * sizeof(int))
+        tap = malloc((p.wo + 1) * sizeof(floating))     # tapoff as wide as floating
         if tap == NULL:
             failed_p[0] = 1
         for i in prange(planes, schedule='static'):
             if tap != NULL:
-                _max_plane(&p, xp + i * hw, yp + i * hwo, ip + i * hwo, tap)
+                if floating is float:
+                    _max_plane(&p, xp + i * hw, yp + i * hwo, ip + i * hwo, <int*> tap)
+                else:
+                    _max_plane(&p, xp + i * hw, yp + i * hwo, ip + i * hwo, <double*> tap)
         free(tap)
     if failed:
         raise MemoryError("max_pool2d: out of memory")
