@@ -277,6 +277,35 @@ def test_max_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
     assert_close(twin.to_numpy(with_idx), expected, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
+    """The compiled twin's 2x2 stride-2 max rows are built twice (_pool.h): for AVX2, which
+    this CPU may run, and for any CPU. Each gives the naive loops' maxima and indices, bit
+    for bit, on rows of 1 to 26 windows (a vector's body and its tail), with ties, NaN and
+    +-inf, and with border windows beside them (padding, ceil_mode)."""
+    core = pytest.importorskip("cnnlab._core")
+    was = core._avx2()
+    kws = [dict(kernel_size=2), dict(kernel_size=2, padding=1),
+           dict(kernel_size=2, ceil_mode=True)]
+    try:
+        for avx2 in (False, True):
+            assert core._avx2(avx2) == (avx2 and was)
+            for w in range(2, 54, 3):
+                x = rng.integers(0, 3, (2, 2, 5, w)).astype(dtype)
+                x[rng.random(x.shape) < 0.05] = np.nan
+                x[rng.random(x.shape) < 0.05] = np.inf
+                x[rng.random(x.shape) < 0.05] = -np.inf
+                for kw in kws:
+                    with cnnlab.use_backend("cython"):
+                        y, idx = F.max_pool2d(x, return_indices=True, **kw)
+                    y_exp, idx_exp = R.max_pool2d(x, return_indices=True, **kw)
+                    np.testing.assert_array_equal(y, y_exp)
+                    np.testing.assert_array_equal(idx, idx_exp)
+    finally:
+        core._avx2(was)
+    assert core._avx2() == was
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)),
                                 dict(kernel_size=2)], ids=["padded", "tiled"])
 def test_max_pool2d_ties_go_to_first_maximum(twin, oracle, assert_close, kw):

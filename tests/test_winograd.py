@@ -83,10 +83,10 @@ def test_winograd_transforms_built_for_any_cpu(dtype, rng):
     this CPU may run, and for any CPU. The second, switched on here, meets the same bounds
     on the cases above: 1e-10 float64, 1e-5 normwise float32, against the naive loops."""
     core = pytest.importorskip("cnnlab._core")
-    was = core._wino_avx2()
-    core._wino_avx2(False)
+    was = core._avx2()
+    core._avx2(False)
     try:
-        assert not core._wino_avx2()
+        assert not core._avx2()
         with cnnlab.use_backend("cython"):
             for n, c, k, h, w, padding in CASES:
                 x, wt, b = (rng.standard_normal(s) for s in ((n, c, h, w), (k, c, 3, 3), (k,)))
@@ -100,8 +100,8 @@ def test_winograd_transforms_built_for_any_cpu(dtype, rng):
                     err = np.abs(a.astype(np.float64) - e).max() / np.abs(e).max()
                     assert err <= (1e-10 if dtype == np.float64 else 1e-5), err
     finally:
-        core._wino_avx2(was)
-    assert core._wino_avx2() == was
+        core._avx2(was)
+    assert core._avx2() == was
 
 
 def test_compiled_twin_takes_winograd_for_these_shapes():

@@ -755,7 +755,8 @@ cdef Py_ssize_t _WINO_OWN_BLOCK = 48
 # BLAS: 16->32 @32 forward 1.59 vs 2.29 ms, 64->64 @56 7.1 vs 8.9, 128->128 @14 7.0 vs
 # 8.8; 256->256 @14 the same, where a block's 256 x 24 of V fills L1).
 cdef Py_ssize_t _WINO_OWN_GEMM_CHANNELS = 128
-cdef int _WINO_AVX2                  # set below, with _DIRECT_AVAILABLE
+cdef int _AVX2      # the AVX2 builds of _wino.h's transforms and _pool.h's rows run; set
+                    # below, with _DIRECT_AVAILABLE
 
 
 cdef inline bint _wino_own_gemm(Py_ssize_t c) noexcept:
@@ -921,10 +922,10 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
                     at[q] = edge + q * 36
             if floating is float:         # lanes past nt: 0
                 cnnlab_wino_gather6_float(at, ld, ln.n, d)
-                cnnlab_wino_in_float(d, v + c * 36 * ldv + q0, ldv, _WINO_AVX2)
+                cnnlab_wino_in_float(d, v + c * 36 * ldv + q0, ldv, _AVX2)
             else:
                 cnnlab_wino_gather6_double(at, ld, ln.n, d)
-                cnnlab_wino_in_double(d, v + c * 36 * ldv + q0, ldv, _WINO_AVX2)
+                cnnlab_wino_in_double(d, v + c * 36 * ldv + q0, ldv, _AVX2)
 
 
 cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
@@ -941,9 +942,9 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
         _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0, 0, p.ho, p.wo, 4, p.k, &ln)
         for k in range(p.k):              # (all _LANES lanes of m: see _wino_conv)
             if floating is float:
-                cnnlab_wino_out_float(m + k * 36 * ldm + q0, ldm, o, _WINO_AVX2)
+                cnnlab_wino_out_float(m + k * 36 * ldm + q0, ldm, o, _AVX2)
             else:
-                cnnlab_wino_out_double(m + k * 36 * ldm + q0, ldm, o, _WINO_AVX2)
+                cnnlab_wino_out_double(m + k * 36 * ldm + q0, ldm, o, _AVX2)
             b = 0 if bias == NULL else bias[k]
             for q in range(ln.n):
                 dst[q] = y + k * howo + ln.at[q]
@@ -1054,17 +1055,17 @@ cdef extern from "_direct.h":
 
 
 _DIRECT_AVAILABLE = bool(cnnlab_direct_available())
-_WINO_AVX2 = cnnlab_direct_available()    # the tiles' transforms' build (_wino.h)
+_AVX2 = cnnlab_direct_available()    # the CPU has AVX2 and FMA
 
 
-def _wino_avx2(enable=None):
-    """Whether Winograd's tile transforms run their AVX2+FMA build (_wino.h); ``enable``
-    (for the tests) switches to the build for any CPU and back, never to AVX2 on a CPU
-    without it."""
-    global _WINO_AVX2
+def _avx2(enable=None):
+    """Whether Winograd's tile transforms (_wino.h) and max pooling's 2x2 rows (_pool.h)
+    run their AVX2 builds; ``enable`` (for the tests) switches to the builds for any CPU
+    and back, never to AVX2 on a CPU without it."""
+    global _AVX2
     if enable is not None:
-        _WINO_AVX2 = bool(enable) and _DIRECT_AVAILABLE
-    return bool(_WINO_AVX2)
+        _AVX2 = bool(enable) and _DIRECT_AVAILABLE
+    return bool(_AVX2)
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
 cdef Py_ssize_t _DIRECT_PAD_BYTES = 256 * 1024   # a thread's padded rows, at most
 
@@ -1641,38 +1642,16 @@ cdef inline void _tap_index(int64_t* ir, const tapoff* tap, Py_ssize_t first, in
 
 
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
-# each window in one loop (row-major, so the same first-maximum / NaN rule).
+# each window in one loop (row-major, so the same first-maximum / NaN rule). Max pooling's
+# rows are C (_pool.h: see its note), built for any CPU and for AVX2 (_AVX2 picks).
+cdef extern from "_pool.h":
+    void cnnlab_max_row22_float(const float* r0, const float* r1, long n, long w,
+                                int64_t first, float* y, int64_t* idx, int avx2) nogil
+    void cnnlab_max_row22_double(const double* r0, const double* r1, long n, long w,
+                                 int64_t first, double* y, int64_t* idx, int avx2) nogil
 
 cdef inline bint _is_22(const Pool* p) noexcept nogil:
     return p.kh == 2 and p.kw == 2 and p.sh == 2 and p.sw == 2 and p.dh == 1 and p.dw == 1
-
-
-cdef inline void _max_row22(floating* y, tapoff* tap, const floating* r0,
-                            const floating* r1, int n, int w) noexcept nogil:
-    """y[q] = max of r0[2q], r0[2q+1], r1[2q], r1[2q+1]; tap[q] its offset from r0[2q]
-    (the caller's rows are shorter than 2**31)."""
-    cdef int q
-    cdef tapoff t
-    cdef tapoff t2 = w, t3 = w + 1     # converted once: GCC keeps a loop whose branches
-    cdef floating m, v                 # convert int -> double (maybe inexact) unvectorised
-    cdef bint take
-    for q in range(n):
-        m = r0[2 * q]
-        t = 0
-        v = r0[2 * q + 1]
-        take = (v > m) | (v != v)
-        m = v if take else m
-        t = 1 if take else t
-        v = r1[2 * q]
-        take = (v > m) | (v != v)
-        m = v if take else m
-        t = t2 if take else t
-        v = r1[2 * q + 1]
-        take = (v > m) | (v != v)
-        m = v if take else m
-        t = t3 if take else t
-        y[q] = m
-        tap[q] = t
 
 
 cdef inline void _mean_row22(floating* y, const floating* r0, const floating* r1,
@@ -1705,8 +1684,12 @@ cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx
         base = h0 * p.w - p.pw          # + ow*sw: flat index of window ow's first tap
         if n > 0 and _is_22(p) and h1 - h0 == 2:
             off = base + 2 * ca
-            _max_row22(yr + ca, tap, x + off, x + off + p.w, <int> n, <int> p.w)
-            _tap_index(idx + oh * p.wo + ca, tap, off, <int> n, 2)
+            if floating is float:
+                cnnlab_max_row22_float(x + off, x + off + p.w, n, p.w, off, yr + ca,
+                                       idx + oh * p.wo + ca, _AVX2)
+            else:
+                cnnlab_max_row22_double(x + off, x + off + p.w, n, p.w, off, yr + ca,
+                                        idx + oh * p.wo + ca, _AVX2)
         elif n > 0:
             first = True
             ih = h0

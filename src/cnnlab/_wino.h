@@ -27,7 +27,7 @@
 #endif
 
 /* The transforms (_wino_impl.h), compiled for any CPU and, with GCC or Clang on x86, for
-   AVX2+FMA too: the caller passes avx2 (the CPU has both: _core.pyx's _WINO_AVX2).
+   AVX2+FMA too: the caller passes avx2 (the CPU has both: _core.pyx's _AVX2).
    FMA contraction there rounds differently from the other build, within the Winograd
    bound the tests hold both to. */
 #define T float
