@@ -190,6 +190,15 @@ CASES = {
 }
 
 
+def test_indices_in_the_other_byte_order_are_refused(twin):
+    """int64 indices in big-endian order are not the kernels' int64: refused by the check
+    (NumPy operands: torch cannot hold such an array)."""
+    if twin.tensors:
+        pytest.skip("torch tensors have the native byte order")
+    with pytest.raises(DtypeError, match="indices must be int64, got >i8"):
+        F.max_pool2d_backward(z(1, 2, 2, 2), X, 2, indices=np.zeros((1, 2, 2, 2), ">i8"))
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(twin, name):
     case = CASES[name]

@@ -248,11 +248,15 @@ def _indices_in(indices, plane) -> bool:
     return int(indices.view(np.uint64).max()) < plane
 
 
+_INT64 = np.dtype(np.int64)     # in native byte order, as the kernels read it ('>i8' is not)
+
+
 def _check_indices(op, indices, shape, plane):
     if tuple(indices.shape) != tuple(shape):
         raise ArgumentError(f"{op}: expected indices of size {_checks._size(shape)}, but got "
                             f"indices of size {_checks._size(indices.shape)}")
-    if _checks.dtype_name(indices) != "int64":
+    if not (indices.dtype == _INT64 if isinstance(indices, np.ndarray)   # str(dtype): 3 us
+            else _checks.dtype_name(indices) == "int64"):
         raise _checks.DtypeError(f"{op}: indices must be int64, got "
                                  f"{_checks.dtype_name(indices)}")
     if _checks.prod(shape) and not _indices_in(indices, plane):
