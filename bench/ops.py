@@ -18,8 +18,12 @@ a 2x2 stride-2 transposed conv 64->32), two ResNet-like layers (64->64 @56 batch
 the pooling backward kernels, which are what torch's autograd calls. Conv rows give the
 forward's GFLOP/s (2*N*C_in*C_out*kH*kW*H_out*W_out/groups per second) and its fraction of
 the machine's GEMM peak, measured in its own processes. A second table times cnnlab's
-convolutions (forward + backward) on 1 thread against all threads. Writes JSON and Markdown
-(default ``bench/results/ops.json`` and ``ops.md``).
+convolutions (forward + backward) on 1 thread against all threads, two ways: 1-thread
+processes against the N-thread ones (as the other tables), and paired inside one process
+(``cython paired``: blocks of calls on 1 and on N threads alternated, the ratio taken per
+pair of blocks, so that the machine's drift between processes cancels), with NumPy's GEMM
+paired the same way and the N-thread calls' busy threads (process CPU time / wall time).
+Writes JSON and Markdown (default ``bench/results/ops.json`` and ``ops.md``).
 """
 from __future__ import annotations
 
@@ -202,6 +206,8 @@ def _on(backend, threads, fn):
 
 def worker(args):
     """Time every selected case in this process; print {key: [seconds...]} as JSON."""
+    if args.worker == "paired":
+        return paired_worker(args)
     make = calls_for(args.worker, args.threads)
     out = {}
     for dtype in args.dtypes.split(","):
@@ -216,6 +222,69 @@ def worker(args):
                     ts = H.time_calls(fn, args.repeats, budget_s=args.budget)
                 out[key(case, dtype, pass_)] = ts
     print(json.dumps({"times": out, "blas": H.blas_info()}))
+
+
+#: Paired scaling: pairs of blocks (one on 1 thread, one on N, the order swapped from pair
+#: to pair), each block CALLS calls after one untimed call at its thread count.
+PAIRS, CALLS = 6, 3
+
+
+def _paired(fn, set_threads, threads):
+    """[t1 / tN per pair of blocks], [CPU s / wall s of each N-thread block]: block medians
+    of ``fn`` on 1 and on ``threads`` threads, alternated in this process."""
+    import resource
+
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def block(n):
+        set_threads(n)
+        fn()
+        ts, c0, w0 = [], cpu(), time.perf_counter()
+        for _ in range(CALLS):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return sorted(ts)[CALLS // 2], (cpu() - c0) / (time.perf_counter() - w0)
+
+    ratios, busy = [], []
+    for i in range(PAIRS):
+        order = (1, threads) if i % 2 == 0 else (threads, 1)
+        got = {n: block(n) for n in order}
+        ratios.append(got[1][0] / got[threads][0])
+        busy.append(got[threads][1])
+    return ratios, busy
+
+
+def paired_worker(args):
+    """cnnlab's convolutions (fwd+bwd, compiled twin) and NumPy's GEMM, 1 thread against
+    ``args.threads`` alternated in this process: {key|speedup: [ratios], key|busy: [...]}."""
+    import numpy as np
+    import cnnlab
+    import cnnlab.functional as F
+    cnnlab.set_backend("cython")
+    out = {}
+
+    def on(n):
+        cnnlab.set_num_threads(n)
+        H.set_threads(n)
+    for dtype in args.dtypes.split(","):
+        for case in select(all_cases(), args.cases):
+            if "w" not in case:
+                continue
+            fwd, bwd = cnnlab_calls(F, case, *operands(case, dtype))
+            ratios, busy = _paired(lambda: (fwd(), bwd()), on, args.threads)
+            out[key(case, dtype, "speedup")], out[key(case, dtype, "busy")] = ratios, busy
+        a = np.random.default_rng(0).standard_normal((GEMM_SIZE, GEMM_SIZE)).astype(dtype)
+        ratios, busy = _paired(lambda: a @ a, H.set_threads, args.threads)
+        out[f"numpy gemm|{dtype}|speedup"], out[f"numpy gemm|{dtype}|busy"] = ratios, busy
+    print(json.dumps({"times": out, "blas": H.blas_info()}))
+
+
+#: NumPy's GEMM in the paired scaling (the peak's size, 2048, takes 0.2-0.5 s a call on 1
+#: thread here; 1024 is the same kernel in a quarter of the time).
+GEMM_SIZE = 1024
 
 
 # --------------------------------------------------------------------------- parent side
@@ -234,6 +303,8 @@ def measure(args, log):
     cands = {c: (worker_argv(args, c, args.threads), None) for c in args.candidates}
     if args.scaling and "cython" in args.candidates and args.threads > 1:
         cands["cython 1 thread"] = (worker_argv(args, "cython", 1), None)
+        if not args.interleaved:
+            cands["cython paired"] = (worker_argv(args, "paired", args.threads), None)
     if args.interleaved:
         return interleaved(args, cands, log)
     res = H.in_processes(SCRIPT, cands, rounds=args.rounds, log=log)
@@ -291,28 +362,44 @@ def tables(args, times, peak, order, peak1=None):
                     + "".join(f" | {_rate(rate.get(c))} | {_pct(rate.get(c), pk)}"
                               for c in ("cython", "torch")) + " |")
     scaling = []
+    paired = times.get("cython paired", {})
+    n = args.threads
     if "cython 1 thread" in times:
-        lines += ["", f"| cython conv fwd+bwd | dtype | 1 thread ms | {args.threads} threads ms"
-                  " | speed-up |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", f"| cython conv fwd+bwd | dtype | 1 thread ms | {n} threads ms"
+                  " | speed-up | paired speed-up | busy threads |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for dtype in args.dtypes.split(","):
             for case in select(all_cases(), args.cases):
                 if "w" not in case:
                     continue
                 t1 = sum(times["cython 1 thread"][key(case, dtype, p)] for p in ("fwd", "bwd"))
                 tn = sum(times["cython"][key(case, dtype, p)] for p in ("fwd", "bwd"))
+                sp, busy = (paired.get(key(case, dtype, k)) for k in ("speedup", "busy"))
                 scaling.append({"case": case["name"], "dtype": dtype, "t1": t1, "tn": tn,
-                                "threads": args.threads, "speedup": t1 / tn})
+                                "threads": n, "speedup": t1 / tn, "paired_speedup": sp,
+                                "busy_threads": busy})
                 lines.append(f"| {case['name']} | {dtype} | {H.fmt_ms(t1)} | {H.fmt_ms(tn)} "
-                             f"| {t1 / tn:.2f}x |")
+                             f"| {t1 / tn:.2f}x | {_x(sp)} | {_f(busy)} |")
         if peak1:
             work = 2.0 * peak["size"] ** 3 / 1e9
             for dtype in args.dtypes.split(","):
                 t1, tn = work / peak1[dtype], work / peak[dtype]
+                sp, busy = (paired.get(f"numpy gemm|{dtype}|{k}") for k in ("speedup", "busy"))
                 scaling.append({"case": "numpy gemm", "dtype": dtype, "t1": t1, "tn": tn,
-                                "threads": args.threads, "speedup": t1 / tn})
-                lines.append(f"| NumPy GEMM {peak['size']}^3 (the machine's reference) | "
-                             f"{dtype} | {H.fmt_ms(t1)} | {H.fmt_ms(tn)} | {t1 / tn:.2f}x |")
+                                "threads": n, "speedup": t1 / tn, "paired_speedup": sp,
+                                "busy_threads": busy, "paired_size": GEMM_SIZE})
+                lines.append(f"| NumPy GEMM {peak['size']}^3 (paired: {GEMM_SIZE}^3; the "
+                             f"machine's reference) | {dtype} | {H.fmt_ms(t1)} | "
+                             f"{H.fmt_ms(tn)} | {t1 / tn:.2f}x | {_x(sp)} | {_f(busy)} |")
     return "\n".join(lines), rows, scaling
+
+
+def _x(r):
+    return "—" if r is None else f"{r:.2f}x"
+
+
+def _f(r):
+    return "—" if r is None else f"{r:.2f}"
 
 
 def _rate(r):
