@@ -233,6 +233,9 @@ MAX_POOL_CASES = [
     case("batch0", (0, 2, 4, 4), kernel_size=2),
     # 2x2 windows on odd planes leave the last row and column out: not tiled
     case("k2-odd", (1, 2, 7, 9), kernel_size=2),
+    # rows of 17 and 32 windows: the compiled twin's float32 backward writes each cell once
+    case("k2-wide", (2, 3, 4, 34), kernel_size=2),
+    case("k2-wide-32", (1, 2, 6, 64), kernel_size=2),
 ] + TILED_POOL_CASES
 
 AVG_POOL_CASES = MAX_POOL_CASES[:4] + [
@@ -304,6 +307,75 @@ def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
     finally:
         core._avx2(was)
     assert core._avx2() == was
+
+
+def test_max_pool2d_backward_rows_built_for_any_cpu(rng):
+    """The compiled twin's float32 backward of 2x2 stride-2 windows that tile the plane, on
+    rows of 16 windows or more, writes each cell once (_pool.h), built for AVX2 and for any
+    CPU. Each build gives, bit for bit, the naive loops' indices' gradient: each gradient
+    added into zeros at its index (as torch; NumPy's add.at here), on rows of 16 to 29
+    windows (a vector's body and tail), with ties, NaN and +-inf in the input and NaN, +inf
+    and -0.0 in the gradient, from max_pool2d's indices and given explicitly."""
+    core = pytest.importorskip("cnnlab._core")
+    was = core._avx2()
+    try:
+        for avx2 in (False, True):
+            assert core._avx2(avx2) == (avx2 and was)
+            for w in range(32, 60, 2):
+                x = rng.integers(0, 3, (2, 3, 6, w)).astype(np.float32)
+                for v in (np.nan, np.inf, -np.inf):
+                    x[rng.random(x.shape) < 0.05] = v
+                _, idx = R.max_pool2d(x, 2, return_indices=True)
+                # calls in turn with other gradients: a cell left unwritten would keep the
+                # last call's value (NumPy hands the freed buffer back)
+                for _ in range(2):
+                    g = rng.standard_normal((2, 3, 3, w // 2)).astype(np.float32)
+                    for v in (np.nan, np.inf, -0.0):
+                        g[rng.random(g.shape) < 0.05] = v
+                    expected = np.zeros((6, 6 * w), np.float32)
+                    np.add.at(expected, (np.arange(6)[:, None], idx.reshape(6, -1)),
+                              g.reshape(6, -1))
+                    expected = expected.reshape(x.shape)
+                    with cnnlab.use_backend("cython"):
+                        for got in (F.max_pool2d_backward(g, x, 2),
+                                    F.max_pool2d_backward(g, x, 2, indices=idx)):
+                            np.testing.assert_array_equal(got, expected)
+                            assert not np.signbit(got[got == 0]).any()
+    finally:
+        core._avx2(was)
+    assert core._avx2() == was
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [12, 34, 64], ids=["6-windows", "17-windows", "32-windows"])
+def test_max_pool2d_backward_indices_outside_their_windows(twin, assert_close, rng, width,
+                                                          dtype):
+    """Indices need not name a tap of their own window: as in torch, each gradient is added
+    at its index, anywhere in its plane, and two may meet in one cell (the compiled twin's
+    write-once rows must notice and fall back to adding)."""
+    x = rng.standard_normal((2, 3, 4, width)).astype(dtype)
+    _, idx = R.max_pool2d(x, 2, return_indices=True)
+    idx = idx.copy()
+    idx[0, 1, 1, 3] = 0                                   # another window's cell
+    idx[1, 2, 0, 0] = idx[1, 2, 0, 1]                     # two gradients into one cell
+    idx[1, 0, 1, -1] = 4 * width - 1                      # the plane's last cell
+    g = rng.standard_normal(idx.shape).astype(dtype)
+    expected = np.zeros((6, 4 * width))
+    np.add.at(expected, (np.arange(6)[:, None], idx.reshape(6, -1)),
+              g.reshape(6, -1).astype(np.float64))
+    T = twin.to_twin
+    got = twin.to_numpy(F.max_pool2d_backward(T(g), T(x), 2, indices=T(idx)))
+    assert_close(got, expected.reshape(x.shape).astype(dtype), dtype)
+
+
+@pytest.mark.parametrize("width", [8, 40], ids=["4-windows", "20-windows"])
+def test_max_pool2d_backward_of_negative_zero_is_positive_zero(twin, width):
+    """As average pooling's: a sum into zeros, -0.0 in, +0.0 out, on every twin (the
+    compiled twin's float32 write-once rows add 0 to match)."""
+    x = np.arange(2 * 4 * width, dtype=np.float32).reshape(1, 2, 4, width)
+    g = np.full((1, 2, 2, width // 2), -0.0, np.float32)
+    got = twin.to_numpy(F.max_pool2d_backward(twin.to_twin(g), twin.to_twin(x), 2))
+    assert (got == 0).all() and not np.signbit(got).any()
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)),
