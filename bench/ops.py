@@ -227,6 +227,9 @@ def worker(args):
 #: Paired scaling: pairs of blocks (one on 1 thread, one on N, the order swapped from pair
 #: to pair), each block CALLS calls after one untimed call at its thread count.
 PAIRS, CALLS = 6, 3
+#: NumPy's GEMM in the paired scaling (the peak's size, 2048, takes 0.2-0.5 s a call on 1
+#: thread here; 1024 is the same kernel in a quarter of the time).
+GEMM_SIZE = 1024
 
 
 def _paired(fn, set_threads, threads):
@@ -265,26 +268,17 @@ def paired_worker(args):
     import cnnlab.functional as F
     cnnlab.set_backend("cython")
     out = {}
-
-    def on(n):
-        cnnlab.set_num_threads(n)
-        H.set_threads(n)
     for dtype in args.dtypes.split(","):
         for case in select(all_cases(), args.cases):
             if "w" not in case:
                 continue
             fwd, bwd = cnnlab_calls(F, case, *operands(case, dtype))
-            ratios, busy = _paired(lambda: (fwd(), bwd()), on, args.threads)
+            ratios, busy = _paired(lambda: (fwd(), bwd()), H.set_threads, args.threads)
             out[key(case, dtype, "speedup")], out[key(case, dtype, "busy")] = ratios, busy
         a = np.random.default_rng(0).standard_normal((GEMM_SIZE, GEMM_SIZE)).astype(dtype)
         ratios, busy = _paired(lambda: a @ a, H.set_threads, args.threads)
         out[f"numpy gemm|{dtype}|speedup"], out[f"numpy gemm|{dtype}|busy"] = ratios, busy
     print(json.dumps({"times": out, "blas": H.blas_info()}))
-
-
-#: NumPy's GEMM in the paired scaling (the peak's size, 2048, takes 0.2-0.5 s a call on 1
-#: thread here; 1024 is the same kernel in a quarter of the time).
-GEMM_SIZE = 1024
 
 
 # --------------------------------------------------------------------------- parent side

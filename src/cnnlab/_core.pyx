@@ -1769,11 +1769,10 @@ cdef int _max_pool2d(Pool p, const floating[:, :, :, ::1] x, floating[:, :, :, :
 
 
 # float32 max pooling's backward writes each cell once on rows of this many 2x2 windows or
-# more (_pool.h).
-# Alternated process by process against zeroing and adding (float32, batch 32, medians of
-# 100 calls, 6 processes each): 16@64 (32 windows a row) 0.65x the time on 1 and on 2
-# threads, 32@32 (16) 0.92-0.94x, 100x3x32x32 (16) 0.94-0.97x; but 64@16 (8) 1.16-1.39x:
-# a row of 8 windows is too short for the vector loop.
+# more (_pool.h). Alternated process by process against zeroing and adding (batch 32,
+# medians of 100 calls, 6 processes each): 16@64 (32 windows a row) 0.63-0.65x the time on
+# 1 and on 2 threads, 32@32 (16) 0.89-0.94x, 100x3x32x32 (16) 0.94-0.98x; but 64@16 (8)
+# 1.16-1.39x: a row of 8 windows is too short for the vector loop.
 cdef Py_ssize_t _MAX_BACK_ONCE_WINDOWS = 16
 
 
