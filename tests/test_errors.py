@@ -288,3 +288,44 @@ def test_remembered_spec_checks_keep_refusing_bools():
     for _ in range(2):
         with pytest.raises(cnnlab.ArgumentError, match="stride should be greater than zero"):
             _checks.pool2d_spec(shape, 2, 0)
+
+
+# Indices outside the plane, on the paths the compiled kernel takes (float32 rows of 2x2
+# windows written once, float64 and other windows zeroed and added into), in the last plane
+# of a batch split over 2 threads, and the kernel still right afterwards. The compiled twin
+# compares each index as it scatters (the others' callers look first); a miss would write
+# outside the array, so the cases run in a child process.
+_OUTSIDE = """
+rng = np.random.default_rng(0)
+result = []
+for dtype, shape, kw in [("float32", (3, 5, 8, 64), dict(kernel_size=2)),
+                         ("float64", (3, 5, 8, 64), dict(kernel_size=2)),
+                         ("float32", (3, 5, 9, 20), dict(kernel_size=3, stride=2, padding=1))]:
+    x = rng.standard_normal(shape).astype(dtype)
+    y, idx = F.max_pool2d(x, return_indices=True, **kw)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    plane = shape[2] * shape[3]
+    for bad in (plane, -1, 2**62, -2**63):
+        wrong = idx.copy()
+        wrong[-1, -1, -1, -1] = bad
+        try:
+            F.max_pool2d_backward(g, x, indices=wrong, **kw)
+            result.append("no error")
+        except cnnlab.ArgumentError as e:
+            result.append(str(e))
+    gx = F.max_pool2d_backward(g, x, indices=idx, **kw)
+    want = R.max_pool2d_backward(g.astype(np.float64), x.astype(np.float64), **kw)
+    result.append(bool(np.allclose(gx, want, rtol=1e-6, atol=1e-6)))
+"""
+
+
+@pytest.mark.parametrize("backend", cnnlab.backends())
+def test_indices_outside_the_plane_are_refused_in_a_child(backend):
+    from _child import describe, run_code
+    out = run_code(backend, _OUTSIDE, env={"OMP_NUM_THREADS": "2"})
+    assert out.status == "ok", describe(out)
+    for i, plane in enumerate((512, 512, 180)):
+        got = list(out.value[5 * i: 5 * i + 5])
+        assert got[:4] == [f"max_pool2d_backward: indices out of range for an input plane "
+                           f"of {plane} elements"] * 4, got
+        assert got[4] is True

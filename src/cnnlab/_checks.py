@@ -19,6 +19,8 @@ import math
 import numbers
 from typing import NamedTuple, Optional, Tuple
 
+import numpy as np
+
 Pair = Tuple[int, int]
 
 #: The largest size, stride, padding, dilation or padded extent of a convolution (torch's
@@ -115,11 +117,15 @@ def window_extent(spec) -> Pair:
                  zip(spec.out_size, spec.stride, spec.dilation, spec.kernel_size))
 
 
+_NDARRAY = np.ndarray
+_SCALARS = frozenset((int, bool, str, type(None)))
+_INTS = frozenset((int,))
+
+
 def _plain(a) -> bool:
     """None, an int, bool or str, or a tuple of ints: an argument whose value (with its
     type, for ``lru_cache(typed=True)``) says everything the checks look at."""
-    return (a is None or type(a) in (int, bool, str)
-            or (isinstance(a, tuple) and all(type(v) is int for v in a)))
+    return type(a) in _SCALARS or (isinstance(a, tuple) and _INTS.issuperset(map(type, a)))
 
 
 def _memo(check):
@@ -131,9 +137,19 @@ def _memo(check):
 
     @functools.wraps(check)
     def call(*args, **kwargs):
-        if kwargs or not all(_plain(a) for a in args):
+        key = []
+        for a in args:
+            t = type(a)
+            if t is not tuple and t not in _SCALARS:
+                if not _plain(a):            # a tuple subclass (torch.Size) of ints passes
+                    return check(*args, **kwargs)
+                a = tuple(a)
+            elif t is tuple and not _INTS.issuperset(map(type, a)):
+                return check(*args, **kwargs)
+            key.append(a)
+        if kwargs:
             return check(*args, **kwargs)
-        return cached(*(tuple(a) if isinstance(a, tuple) else a for a in args))
+        return cached(*key)
     return call
 
 
@@ -189,7 +205,9 @@ def dtype_name(a) -> str:
 
 def check_array(op: str, a, name: str = "input") -> None:
     """A NumPy array or a torch tensor (anything with shape, ndim and dtype), else TypeError."""
-    if not all(hasattr(a, attr) for attr in ("shape", "ndim", "dtype")):
+    if type(a) is _NDARRAY:
+        return
+    if not (hasattr(a, "shape") and hasattr(a, "ndim") and hasattr(a, "dtype")):
         raise TypeError(f"{op}: expected {name} to be a NumPy array or a torch tensor, got "
                         f"{type(a).__name__}")
 
@@ -224,6 +242,12 @@ def check_rank(op: str, a, name: str = "input") -> bool:
         raise ArgumentError(f"Expected 3D (unbatched) or 4D (batched) {name} to {op}, "
                             f"but got {name} of size: {_size(a.shape)}")
     return a.ndim == 4
+
+
+def indices_out_of_range(op: str, plane: int) -> ArgumentError:
+    """The error for max pooling indices outside ``[0, plane)`` (raised by the caller: the
+    compiled twin finds them while it scatters, the others' callers look first)."""
+    return ArgumentError(f"{op}: indices out of range for an input plane of {plane} elements")
 
 
 def check_grad_output(op: str, grad_output, expected_shape) -> None:
@@ -589,6 +613,9 @@ def pool2d_output_shape(input_size, kernel_size, stride=None, padding=0, dilatio
 
 
 def prod(shape) -> int:
+    """The product of a shape's sizes (ints, or anything ``int`` takes)."""
+    if type(shape) is tuple and _INTS.issuperset(map(type, shape)):
+        return math.prod(shape)
     return int(math.prod(int(s) for s in shape))
 
 

@@ -37,7 +37,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.limits cimport INT_MAX
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -48,7 +48,8 @@ import threading
 
 import numpy as np
 
-from cnnlab._checks import check_buffer, check_gemm_sizes, check_matmul_sizes, tiles
+from cnnlab._checks import (check_buffer, check_gemm_sizes, check_matmul_sizes,
+                            indices_out_of_range, tiles)
 from cnnlab._parallel import kernel_threads as _num_threads
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "bias_grad",
@@ -1779,12 +1780,18 @@ cdef Py_ssize_t _MAX_BACK_ONCE_WINDOWS = 16
 cdef int _max_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
                               const int64_t[:, :, :, ::1] idx, floating[:, :, :, ::1] gx,
                               int n_threads) except -1:
+    """Returns 1 (gx then unfinished) when an index lies outside [0, H*W): each index is
+    compared before it is written through, so none is trusted (functional.py leaves this
+    range check to the kernel: it saves a pass over the indices)."""
     cdef Py_ssize_t planes = gy.shape[0] * gy.shape[1], i, q
     cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
     cdef const floating* gp = _ptr(gy)
     cdef floating* xp = _wptr(gx)
     cdef const int64_t* ip
     cdef floating* plane
+    cdef int64_t j
+    cdef int outside = 0
+    cdef int* outside_p = &outside
     # float32 2x2 windows tiling the plane in rows of _MAX_BACK_ONCE_WINDOWS or more: each
     # cell written once (_pool.h), unless an index lies outside its window; then, as for
     # any other windows, the plane zeroed and added into.
@@ -1807,8 +1814,12 @@ cdef int _max_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
             if bad:
                 memset(plane, 0, hw * sizeof(floating))
                 for q in range(hwo):
-                    plane[ip[i * hwo + q]] += gp[i * hwo + q]
-    return 0
+                    j = ip[i * hwo + q]
+                    if <uint64_t> j < <uint64_t> hw:    # a negative index reads as huge
+                        plane[j] += gp[i * hwo + q]
+                    else:
+                        outside_p[0] = 1
+    return outside
 
 
 cdef inline Py_ssize_t _avg_window(const Pool* p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t* h0,
@@ -2012,15 +2023,22 @@ def max_pool2d(x, spec):
     return y, idx
 
 
+#: The kernel compares every index with the plane's size itself (see _max_pool2d_backward);
+#: the other twins' callers check the range first.
+CHECKS_POOL_INDICES = True
+
+
 def max_pool2d_backward(grad_output, indices, spec):
     """Gradient (N, C, H, W) of max pooling: each grad_output (N, C, H_out, W_out) entry
-    added at its int64 index in its input plane."""
+    added at its int64 index in its input plane; ArgumentError for an index outside it."""
     cdef Pool p = _pool_geometry(spec)
     gx = np.empty((grad_output.shape[0], grad_output.shape[1], p.h, p.w), grad_output.dtype)
     if grad_output.dtype == np.float32:
-        _max_pool2d_backward[float](p, grad_output, indices, gx, _num_threads())
+        outside = _max_pool2d_backward[float](p, grad_output, indices, gx, _num_threads())
     else:
-        _max_pool2d_backward[double](p, grad_output, indices, gx, _num_threads())
+        outside = _max_pool2d_backward[double](p, grad_output, indices, gx, _num_threads())
+    if outside:
+        raise indices_out_of_range("max_pool2d_backward", p.h * p.w)
     return gx
 
 

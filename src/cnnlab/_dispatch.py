@@ -125,12 +125,21 @@ def twin_for(op: str, *arrays):
     All non-None operands must be of one family (NumPy arrays or torch tensors)."""
     import numpy as np
 
-    present = [a for a in arrays if a is not None]
-    tensors = [is_tensor(a) for a in present]
-    if all(tensors):
+    arrays_, tensors = 0, 0          # a plain loop: this runs on every call of every op
+    for a in arrays:
+        if a is None:
+            continue
+        if isinstance(a, np.ndarray):
+            arrays_ += 1
+        elif is_tensor(a):
+            tensors += 1
+        else:
+            arrays_ = -1
+            break
+    if arrays_ == 0:
         return _load("torch") or _require_torch(), "torch"
-    if any(tensors) or not all(isinstance(a, np.ndarray) for a in present):
-        kinds = ", ".join(type(a).__name__ for a in present)
+    if tensors or arrays_ < 0:
+        kinds = ", ".join(type(a).__name__ for a in arrays if a is not None)
         raise TypeError(f"{op}: expected NumPy arrays or torch tensors, all of one kind, got "
                         f"({kinds})")
     name = get_backend()
