@@ -23,6 +23,10 @@ processes against the N-thread ones (as the other tables), and paired inside one
 (``cython paired``: blocks of calls on 1 and on N threads alternated, the ratio taken per
 pair of blocks, so that the machine's drift between processes cancels), with NumPy's GEMM
 paired the same way and the N-thread calls' busy threads (process CPU time / wall time).
+A third table gives each conv forward's fraction of the peak twice: against the peak's own
+processes, and paired (the same ``cython paired`` process times each forward between two
+blocks of the peak's GEMM, so that the host's load, which moves both by up to 2x over
+minutes on a shared VM, cancels).
 Writes JSON and Markdown (default ``bench/results/ops.json`` and ``ops.md``).
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -230,6 +235,8 @@ PAIRS, CALLS = 6, 3
 #: NumPy's GEMM in the paired scaling (the peak's size, 2048, takes 0.2-0.5 s a call on 1
 #: thread here; 1024 is the same kernel in a quarter of the time).
 GEMM_SIZE = 1024
+#: The peak's GEMM size (``_harness.sgemm_peak``), also in the paired fraction of the peak.
+PEAK_SIZE = 2048
 
 
 def _paired(fn, set_threads, threads):
@@ -260,24 +267,68 @@ def _paired(fn, set_threads, threads):
     return ratios, busy
 
 
+#: The paired fraction of the peak: PEAK_PAIRS rounds of [a GEMM block, then a block of every
+#: conv forward]; each forward's GFLOP/s over the mean of the two GEMM blocks around it.
+PEAK_PAIRS = 6
+#: Seconds of calls in one block of the paired fraction of the peak.
+PEAK_BLOCK_S = 0.3
+
+
+def _paired_peak(fwds, gemm, size):
+    """{name: [fraction of the GEMM's rate, per round]}: each forward in ``fwds`` (name ->
+    (fn, flops)) timed between two blocks of ``gemm`` (a size^3 product) in this process,
+    so that a machine slowed for a while slows both (the peak's own processes run at other
+    times: on this VM the host's load moves both by up to 2x over minutes). A block is
+    PEAK_BLOCK_S seconds of calls after two untimed ones, its median call."""
+    def block(fn):
+        fn()
+        fn()
+        ts, start = [], time.perf_counter()
+        while len(ts) < 3 or time.perf_counter() - start < PEAK_BLOCK_S:
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    work = 2.0 * size ** 3
+    out = {name: [] for name in fwds}
+    gemm_rates = [work / block(gemm) / 1e9]
+    for _ in range(PEAK_PAIRS):
+        rates = {name: flops / 1e9 / block(fn) for name, (fn, flops) in fwds.items()}
+        gemm_rates.append(work / block(gemm) / 1e9)
+        for name, r in rates.items():
+            out[name].append(r / ((gemm_rates[-2] + gemm_rates[-1]) / 2))
+    return out, gemm_rates
+
+
 def paired_worker(args):
-    """cnnlab's convolutions (fwd+bwd, compiled twin) and NumPy's GEMM, 1 thread against
-    ``args.threads`` alternated in this process: {key|speedup: [ratios], key|busy: [...]}."""
+    """cnnlab's convolutions (compiled twin) in this process: fwd+bwd on 1 thread against
+    ``args.threads`` alternated, and NumPy's GEMM the same way ({key|speedup: [ratios],
+    key|busy: [...]}); then each forward on ``args.threads`` between blocks of the peak's
+    GEMM ({key|peak: [fractions]})."""
     import numpy as np
     import cnnlab
     import cnnlab.functional as F
     cnnlab.set_backend("cython")
     out = {}
     for dtype in args.dtypes.split(","):
+        fwds = {}
         for case in select(all_cases(), args.cases):
             if "w" not in case:
                 continue
             fwd, bwd = cnnlab_calls(F, case, *operands(case, dtype))
             ratios, busy = _paired(lambda: (fwd(), bwd()), H.set_threads, args.threads)
             out[key(case, dtype, "speedup")], out[key(case, dtype, "busy")] = ratios, busy
+            if case["op"] == "conv2d":
+                fwds[key(case, dtype, "peak")] = (fwd, flops(case))
         a = np.random.default_rng(0).standard_normal((GEMM_SIZE, GEMM_SIZE)).astype(dtype)
         ratios, busy = _paired(lambda: a @ a, H.set_threads, args.threads)
         out[f"numpy gemm|{dtype}|speedup"], out[f"numpy gemm|{dtype}|busy"] = ratios, busy
+        H.set_threads(args.threads)
+        big = np.random.default_rng(0).standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(dtype)
+        fractions, gemm_rates = _paired_peak(fwds, lambda: big @ big, PEAK_SIZE)
+        out.update(fractions)
+        out[f"numpy gemm|{dtype}|paired_rate"] = gemm_rates
     print(json.dumps({"times": out, "blas": H.blas_info()}))
 
 
@@ -385,7 +436,27 @@ def tables(args, times, peak, order, peak1=None):
                 lines.append(f"| NumPy GEMM {peak['size']}^3 (paired: {GEMM_SIZE}^3; the "
                              f"machine's reference) | {dtype} | {H.fmt_ms(t1)} | "
                              f"{H.fmt_ms(tn)} | {t1 / tn:.2f}x | {_x(sp)} | {_f(busy)} |")
-    return "\n".join(lines), rows, scaling
+    peaks = []
+    if any(k.endswith("|peak") for k in paired):
+        rates = ", ".join(f"{d} {paired[f'numpy gemm|{d}|paired_rate']:.0f}"
+                          for d in args.dtypes.split(",")
+                          if f"numpy gemm|{d}|paired_rate" in paired)
+        lines += ["", f"Paired: the forward's GFLOP/s over the mean of the {PEAK_SIZE}^3 GEMM"
+                  f" blocks before and after it in one process (the GEMM's median there, "
+                  f"GFLOP/s: {rates}).", "",
+                  f"| cython conv fwd, {n} threads | dtype | % of peak, own processes |"
+                  " % of peak, paired with the GEMM |", "| --- | --- | --- | --- |"]
+        for dtype in args.dtypes.split(","):
+            for case in select(all_cases(), args.cases):
+                frac = paired.get(key(case, dtype, "peak"))
+                if frac is None:
+                    continue
+                own = flops(case) / times["cython"][key(case, dtype, "fwd")] / 1e9 / peak[dtype]
+                peaks.append({"case": case["name"], "dtype": dtype, "own_processes": own,
+                              "paired": frac})
+                lines.append(f"| {case['name']} | {dtype} | {100 * own:.0f}% | "
+                             f"{100 * frac:.0f}% |")
+    return "\n".join(lines), rows, scaling, peaks
 
 
 def _x(r):
@@ -443,16 +514,16 @@ def main(argv=None):
     info = H.machine()
     load0 = H.load()
     t0 = time.perf_counter()
-    peak = H.sgemm_peak(args.threads)
+    peak = H.sgemm_peak(args.threads, size=PEAK_SIZE)
     log(f"GEMM peak: float32 {peak['float32']:.0f}, float64 {peak['float64']:.0f} GFLOP/s")
     peak1 = None
     if args.scaling and "cython" in args.candidates and args.threads > 1:
-        peak1 = H.sgemm_peak(1)
+        peak1 = H.sgemm_peak(1, size=PEAK_SIZE)
         log(f"GEMM on 1 thread: float32 {peak1['float32']:.0f}, float64 "
             f"{peak1['float64']:.0f} GFLOP/s")
     times, per_process, blas = measure(args, log)
     load1 = H.load()
-    table, rows, scaling = tables(args, times, peak, list(times), peak1)
+    table, rows, scaling, peaks = tables(args, times, peak, list(times), peak1)
     method = ("interleaved in one process (OMP_WAIT_POLICY=PASSIVE)" if args.interleaved
               else f"each candidate in its own process, alternated, median of {args.rounds} "
                    f"processes x up to {args.repeats} calls")
@@ -478,7 +549,8 @@ def main(argv=None):
                                       "peak": peak, "peak_1_thread": peak1,
                                       "blas": blas, "rows": rows,
                                       "per_process": per_process,
-                                      "thread_scaling": scaling})
+                                      "thread_scaling": scaling,
+                                      "paired_peak": peaks})
     with open(args.out + ".md", "w") as f:
         f.write(text)
     log(f"wrote {args.out}.json and {args.out}.md")
