@@ -265,7 +265,8 @@ def _check_indices(op, indices, shape):
 def _check_range(op, twin, indices, plane):
     """Every index inside its plane, unless the twin's kernel compares each one as it
     scatters (``CHECKS_POOL_INDICES``: the compiled twin, which then raises the same error;
-    the pass over the indices here costs 10-15% of its backward)."""
+    the pass here, a NumPy max, takes 15 us for 100x3x16x16 indices, 80 us for 32x16x32x32,
+    on the master thread between two kernels)."""
     if getattr(twin, "CHECKS_POOL_INDICES", False):
         return
     if (indices.numel() if is_tensor(indices) else indices.size) and \
