@@ -285,7 +285,8 @@ def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
     """The compiled twin's 2x2 stride-2 max rows are built twice (_pool.h): for AVX2, which
     this CPU may run, and for any CPU. Each gives the naive loops' maxima and indices, bit
     for bit, on rows of 1 to 26 windows (a vector's body and its tail), with ties, NaN and
-    +-inf, and with border windows beside them (padding, ceil_mode)."""
+    +-inf, with border windows beside them (padding, ceil_mode), and on planes the windows
+    tile (even sides: a plane at a time)."""
     core = pytest.importorskip("cnnlab._core")
     was = core._avx2()
     kws = [dict(kernel_size=2), dict(kernel_size=2, padding=1),
@@ -293,8 +294,8 @@ def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
     try:
         for avx2 in (False, True):
             assert core._avx2(avx2) == (avx2 and was)
-            for w in range(2, 54, 3):
-                x = rng.integers(0, 3, (2, 2, 5, w)).astype(dtype)
+            for h, w in [(h, w) for h in (5, 6) for w in range(2, 54, 3)]:
+                x = rng.integers(0, 3, (2, 2, h, w)).astype(dtype)
                 x[rng.random(x.shape) < 0.05] = np.nan
                 x[rng.random(x.shape) < 0.05] = np.inf
                 x[rng.random(x.shape) < 0.05] = -np.inf
@@ -341,6 +342,34 @@ def test_max_pool2d_backward_rows_built_for_any_cpu(rng):
                                     F.max_pool2d_backward(g, x, 2, indices=idx)):
                             np.testing.assert_array_equal(got, expected)
                             assert not np.signbit(got[got == 0]).any()
+    finally:
+        core._avx2(was)
+    assert core._avx2() == was
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avg_pool2d_tiled_planes_built_for_any_cpu(rng, dtype):
+    """The compiled twin's 2x2 stride-2 average pooling of planes its windows tile runs a
+    plane at a time in C (_pool.h), built for AVX2, which this CPU may run, and for any
+    CPU. Each build gives the naive loops' means and gradients bit for bit on planes of 1
+    to 27 windows a row (a vector's body and tail), on integers (sums exact in any order),
+    with the window's size and with divisors 2 and 3, and +0.0 for a -0.0 gradient."""
+    core = pytest.importorskip("cnnlab._core")
+    was = core._avx2()
+    try:
+        for avx2 in (False, True):
+            assert core._avx2(avx2) == (avx2 and was)
+            for w in range(2, 56, 2):
+                x = rng.integers(-8, 9, (2, 3, 6, w)).astype(dtype)
+                g = rng.integers(-8, 9, (2, 3, 3, w // 2)).astype(dtype)
+                g[rng.random(g.shape) < 0.1] = -0.0
+                for kw in (dict(), dict(divisor_override=2), dict(divisor_override=3)):
+                    with cnnlab.use_backend("cython"):
+                        y = F.avg_pool2d(x, 2, **kw)
+                        gx = F.avg_pool2d_backward(g, x, 2, **kw)
+                    np.testing.assert_array_equal(y, R.avg_pool2d(x, 2, **kw))
+                    np.testing.assert_array_equal(gx, R.avg_pool2d_backward(g, x, 2, **kw))
+                    assert not np.signbit(gx[gx == 0]).any()
     finally:
         core._avx2(was)
     assert core._avx2() == was

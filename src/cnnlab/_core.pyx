@@ -28,7 +28,8 @@
 # order (deterministic for a thread count). Pooling: direct loops over the N*C planes;
 # windows wholly inside a row go tap by tap in vectorisable loops over the columns (2x2
 # stride 2 fused into one loop), border windows one by one; average pooling's backward
-# writes each cell once where the windows tile the input. OpenMP: ``#ifdef`` shim below;
+# writes each cell once where the windows tile the input; 2x2 stride-2 windows that tile
+# the plane go a plane at a time to _pool.h. OpenMP: ``#ifdef`` shim below;
 # its wait policy is set when this module loads (cnnlab._parallel.load_compiled).
 # Sizes, indices and offsets are Py_ssize_t (planes of 2**31 elements and more); only the
 # BLAS arguments (checked in Python to fit) and max pooling's per-row tap offsets (where a
@@ -1644,7 +1645,8 @@ cdef inline void _tap_index(int64_t* ir, const tapoff* tap, Py_ssize_t first, in
 
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
 # each window in one loop (row-major, so the same first-maximum / NaN rule). Max pooling's
-# rows are C (_pool.h: see its note), built for any CPU and for AVX2 (_AVX2 picks).
+# rows and average pooling's tiled planes are C (_pool.h: see its notes), built for any CPU
+# and for AVX2 (_AVX2 picks).
 cdef extern from "_pool.h":
     void cnnlab_max_row22_float(const float* r0, const float* r1, long n, long w,
                                 int64_t first, float* y, int64_t* idx, int avx2) nogil
@@ -1652,6 +1654,18 @@ cdef extern from "_pool.h":
                                  int64_t first, double* y, int64_t* idx, int avx2) nogil
     int cnnlab_max_back22_float(const float* g, const int64_t* idx, long ho, long wo,
                                 float* plane, int avx2) nogil
+    void cnnlab_max_plane22_float(const float* x, long ho, long wo, float* y, int64_t* idx,
+                                  int avx2) nogil
+    void cnnlab_max_plane22_double(const double* x, long ho, long wo, double* y,
+                                   int64_t* idx, int avx2) nogil
+    void cnnlab_avg_plane22_float(const float* x, long ho, long wo, float div, float* y,
+                                  int avx2) nogil
+    void cnnlab_avg_plane22_double(const double* x, long ho, long wo, double div, double* y,
+                                   int avx2) nogil
+    void cnnlab_avg_back22_float(const float* g, long ho, long wo, float div, float* gx,
+                                 int avx2) nogil
+    void cnnlab_avg_back22_double(const double* g, long ho, long wo, double div,
+                                  double* gx, int avx2) nogil
 
 cdef inline bint _is_22(const Pool* p) noexcept nogil:
     return p.kh == 2 and p.kw == 2 and p.sh == 2 and p.sw == 2 and p.dh == 1 and p.dw == 1
@@ -1679,6 +1693,12 @@ cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx
     cdef Py_ssize_t oh, ow, ih, h0, h1, ca, cb, j, n, base, off
     cdef floating* yr
     cdef bint first
+    if p.tiled and _is_22(p) and p.rel32:      # the course's pooling: a plane at a time
+        if floating is float:
+            cnnlab_max_plane22_float(x, p.ho, p.wo, y, idx, _AVX2)
+        else:
+            cnnlab_max_plane22_double(x, p.ho, p.wo, y, idx, _AVX2)
+        return
     _inner_cols(p, &ca, &cb)
     n = cb - ca if p.rel32 else 0       # else every window one by one (planes >= 2**31)
     for oh in range(p.ho):
@@ -1856,6 +1876,13 @@ cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nog
     cdef floating* yr
     cdef const floating* src
     cdef bint first
+    if p.tiled and _is_22(p):           # the course's pooling: a plane at a time, in C
+        div = p.divisor if p.divisor else 4
+        if floating is float:
+            cnnlab_avg_plane22_float(x, p.ho, p.wo, div, y, _AVX2)
+        else:
+            cnnlab_avg_plane22_double(x, p.ho, p.wo, div, y, _AVX2)
+        return
     _inner_cols(p, &ca, &cb)
     n = cb - ca
     for oh in range(p.ho):
@@ -1909,6 +1936,12 @@ cdef void _avg_tiled_backward(const Pool* p, const floating* gy, floating* gx,
     cdef Py_ssize_t oh, i, j, q
     cdef Py_ssize_t div = p.divisor if p.divisor else p.kh * p.kw
     cdef floating* dst
+    if _is_22(p):                       # in C, a plane at a time (_pool.h)
+        if floating is float:
+            cnnlab_avg_back22_float(gy, p.ho, p.wo, div, gx, _AVX2)
+        else:
+            cnnlab_avg_back22_double(gy, p.ho, p.wo, div, gx, _AVX2)
+        return
     for oh in range(p.ho):
         for q in range(p.wo):
             g[q] = gy[oh * p.wo + q] / div + 0
