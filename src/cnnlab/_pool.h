@@ -31,9 +31,23 @@
 #define restrict __restrict
 #endif
 
-#define CNNLAB_MAX_ROW22(ATTR, NAME, T, TAP)                                                \
-    ATTR static void NAME(const T *restrict r0, const T *restrict r1, long n, long w,     \
-                          int64_t first, T *restrict y, int64_t *restrict idx)             \
+/* Each kernel is a macro KERNEL(ATTR, SFX, T, ...) defining NAME_T##SFX; CNNLAB_BUILD
+   defines it twice, _any for any CPU and, with GCC or Clang on x86, _avx2 (a function
+   attribute); CNNLAB_PICK calls the build the caller picks (_core.pyx's _AVX2). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define CNNLAB_BUILD(KERNEL, ...)                                                          \
+    KERNEL(, _any, __VA_ARGS__)                                                            \
+    KERNEL(__attribute__((target("avx2"))), _avx2, __VA_ARGS__)
+#define CNNLAB_PICK(NAME, avx2, args) ((avx2) ? NAME##_avx2 args : NAME##_any args)
+#else
+#define CNNLAB_BUILD(KERNEL, ...) KERNEL(, _any, __VA_ARGS__)
+#define CNNLAB_PICK(NAME, avx2, args) ((void)(avx2), NAME##_any args)
+#endif
+
+#define CNNLAB_MAX_ROW22(ATTR, SFX, T, TAP)                                                \
+    ATTR static void cnnlab_max_row22_##T##SFX(const T *restrict r0, const T *restrict r1, \
+                                               long n, long w, int64_t first,             \
+                                               T *restrict y, int64_t *restrict idx)       \
     {                                                                                      \
         const TAP one = 1, tw = (TAP)w, tw1 = (TAP)(w + 1);                               \
         for (long q = 0; q < n; q++) {                                                     \
@@ -55,87 +69,66 @@
         }                                                                                  \
     }
 
-CNNLAB_MAX_ROW22(, cnnlab_max_row22_float_any, float, int)
-CNNLAB_MAX_ROW22(, cnnlab_max_row22_double_any, double, double)
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-CNNLAB_MAX_ROW22(__attribute__((target("avx2"))), cnnlab_max_row22_float_avx2, float, int)
-CNNLAB_MAX_ROW22(__attribute__((target("avx2"))), cnnlab_max_row22_double_avx2, double,
-                 double)
-#define CNNLAB_POOL_PICK(T, avx2, args)                                                   \
-    if (avx2) cnnlab_max_row22_##T##_avx2 args;                                           \
-    else cnnlab_max_row22_##T##_any args;
-#else
-#define CNNLAB_POOL_PICK(T, avx2, args) cnnlab_max_row22_##T##_any args;
-#endif
+CNNLAB_BUILD(CNNLAB_MAX_ROW22, float, int)
+CNNLAB_BUILD(CNNLAB_MAX_ROW22, double, double)
 
 static void cnnlab_max_row22_float(const float *r0, const float *r1, long n, long w,
                                    int64_t first, float *y, int64_t *idx, int avx2)
 {
-    CNNLAB_POOL_PICK(float, avx2, (r0, r1, n, w, first, y, idx))
+    CNNLAB_PICK(cnnlab_max_row22_float, avx2, (r0, r1, n, w, first, y, idx));
 }
 
 static void cnnlab_max_row22_double(const double *r0, const double *r1, long n, long w,
                                     int64_t first, double *y, int64_t *idx, int avx2)
 {
-    CNNLAB_POOL_PICK(double, avx2, (r0, r1, n, w, first, y, idx))
+    CNNLAB_PICK(cnnlab_max_row22_double, avx2, (r0, r1, n, w, first, y, idx));
 }
 
 /* A whole plane (2*ho, 2*wo) whose windows tile it, row after row, in one call: on narrow
    planes the caller's per-row work (its window's rows, the call) cost as much as a row
    (float32 forward, 5 processes each alternated, 2 threads, ms: 64@16 0.30 -> 0.19, 32@32
    0.44 -> 0.30, 16@64 0.61 -> 0.53, 100x3x32x32 0.123 -> 0.094; float64 0.73-1.00x). */
-#define CNNLAB_MAX_PLANE22(ATTR, NAME, ROW, T)                                             \
-    ATTR static void NAME(const T *restrict x, long ho, long wo, T *restrict y,           \
-                          int64_t *restrict idx)                                           \
+#define CNNLAB_MAX_PLANE22(ATTR, SFX, T)                                                   \
+    ATTR static void cnnlab_max_plane22_##T##SFX(const T *restrict x, long ho, long wo,    \
+                                                 T *restrict y, int64_t *restrict idx)     \
     {                                                                                      \
         const long w = 2 * wo;                                                             \
         for (long oh = 0; oh < ho; oh++)                                                   \
-            ROW(x + 2 * oh * w, x + (2 * oh + 1) * w, wo, w, 2 * oh * w, y + oh * wo,      \
-                idx + oh * wo);                                                            \
+            cnnlab_max_row22_##T##SFX(x + 2 * oh * w, x + (2 * oh + 1) * w, wo, w,         \
+                                      2 * oh * w, y + oh * wo, idx + oh * wo);             \
     }
 
-CNNLAB_MAX_PLANE22(, cnnlab_max_plane22_float_any, cnnlab_max_row22_float_any, float)
-CNNLAB_MAX_PLANE22(, cnnlab_max_plane22_double_any, cnnlab_max_row22_double_any, double)
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-CNNLAB_MAX_PLANE22(__attribute__((target("avx2"))), cnnlab_max_plane22_float_avx2,
-                   cnnlab_max_row22_float_avx2, float)
-CNNLAB_MAX_PLANE22(__attribute__((target("avx2"))), cnnlab_max_plane22_double_avx2,
-                   cnnlab_max_row22_double_avx2, double)
-#define CNNLAB_PLANE_PICK(T, avx2, args)                                                  \
-    if (avx2) cnnlab_max_plane22_##T##_avx2 args;                                         \
-    else cnnlab_max_plane22_##T##_any args;
-#else
-#define CNNLAB_PLANE_PICK(T, avx2, args) cnnlab_max_plane22_##T##_any args;
-#endif
+CNNLAB_BUILD(CNNLAB_MAX_PLANE22, float)
+CNNLAB_BUILD(CNNLAB_MAX_PLANE22, double)
 
 static void cnnlab_max_plane22_float(const float *x, long ho, long wo, float *y,
                                      int64_t *idx, int avx2)
 {
-    CNNLAB_PLANE_PICK(float, avx2, (x, ho, wo, y, idx))
+    CNNLAB_PICK(cnnlab_max_plane22_float, avx2, (x, ho, wo, y, idx));
 }
 
 static void cnnlab_max_plane22_double(const double *x, long ho, long wo, double *y,
                                       int64_t *idx, int avx2)
 {
-    CNNLAB_PLANE_PICK(double, avx2, (x, ho, wo, y, idx))
+    CNNLAB_PICK(cnnlab_max_plane22_double, avx2, (x, ho, wo, y, idx));
 }
 
-#define CNNLAB_MAX_BACK22(ATTR, NAME)                                                      \
-    ATTR static int NAME(const float *restrict g, const int64_t *restrict idx, long ho,    \
-                         long wo, float *restrict plane)                                   \
+#define CNNLAB_MAX_BACK22(ATTR, SFX, T)                                                    \
+    ATTR static int cnnlab_max_back22_##T##SFX(const T *restrict g,                        \
+                                               const int64_t *restrict idx, long ho,       \
+                                               long wo, T *restrict plane)                 \
     {                                                                                      \
         const long w = 2 * wo;                                                             \
         const int tw = (int)w, tw1 = (int)(w + 1);                                         \
         int bad = 0;                                                                       \
         for (long oh = 0; oh < ho; oh++) {                                                 \
-            const float *restrict gr = g + oh * wo;                                        \
+            const T *restrict gr = g + oh * wo;                                            \
             const int64_t *restrict ir = idx + oh * wo;                                    \
-            float *restrict r0 = plane + 2 * oh * w, *restrict r1 = r0 + w;                \
+            T *restrict r0 = plane + 2 * oh * w, *restrict r1 = r0 + w;                    \
             const int64_t first = 2 * oh * w;                                              \
             for (long q = 0; q < wo; q++) {                                                \
                 const int off = (int)(ir[q] - (first + 2 * q));                            \
-                const float z = 0, v = z + gr[q];                                          \
+                const T z = 0, v = z + gr[q];                                              \
                 r0[2 * q] = off == 0 ? v : z;                                              \
                 r0[2 * q + 1] = off == 1 ? v : z;                                          \
                 r1[2 * q] = off == tw ? v : z;                                             \
@@ -146,22 +139,14 @@ static void cnnlab_max_plane22_double(const double *x, long ho, long wo, double 
         return bad;                                                                        \
     }
 
-CNNLAB_MAX_BACK22(, cnnlab_max_back22_any)
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-CNNLAB_MAX_BACK22(__attribute__((target("avx2"))), cnnlab_max_back22_avx2)
-#endif
+CNNLAB_BUILD(CNNLAB_MAX_BACK22, float)
 
 /* One float32 plane (2*ho, 2*wo) of the backward from its gradients g and indices idx (ho,
    wo): 0, or 1 when an index lies outside its window (the plane is then partly written). */
 static int cnnlab_max_back22_float(const float *g, const int64_t *idx, long ho, long wo,
                                    float *plane, int avx2)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (avx2)
-        return cnnlab_max_back22_avx2(g, idx, ho, wo, plane);
-#endif
-    (void)avx2;
-    return cnnlab_max_back22_any(g, idx, ho, wo, plane);
+    return CNNLAB_PICK(cnnlab_max_back22_float, avx2, (g, idx, ho, wo, plane));
 }
 
 /* Average pooling's 2x2 windows at stride 2 when they tile the plane (_checks.tiles), a
@@ -175,8 +160,9 @@ static int cnnlab_max_back22_float(const float *g, const int64_t *idx, long ho, 
    float32 forward / backward: 16@64 0.36 -> 0.31 / 0.35 -> 0.13, 32@32 0.26 -> 0.12 /
    0.28 -> 0.09, 64@16 0.24 -> 0.07 / 0.20 -> 0.10, 100x3x32x32 0.075 -> 0.043 / 0.073 ->
    0.035; float64 0.25-0.87x the time. */
-#define CNNLAB_AVG_PLANE22(ATTR, NAME, T)                                                  \
-    ATTR static void NAME(const T *restrict x, long ho, long wo, T div, T *restrict y)     \
+#define CNNLAB_AVG_PLANE22(ATTR, SFX, T)                                                   \
+    ATTR static void cnnlab_avg_plane22_##T##SFX(const T *restrict x, long ho, long wo,    \
+                                                 T div, T *restrict y)                     \
     {                                                                                      \
         const long w = 2 * wo;                                                             \
         for (long oh = 0; oh < ho; oh++) {                                                 \
@@ -187,8 +173,9 @@ static int cnnlab_max_back22_float(const float *g, const int64_t *idx, long ho, 
         }                                                                                  \
     }
 
-#define CNNLAB_AVG_BACK22(ATTR, NAME, T)                                                   \
-    ATTR static void NAME(const T *restrict g, long ho, long wo, T div, T *restrict gx)    \
+#define CNNLAB_AVG_BACK22(ATTR, SFX, T)                                                    \
+    ATTR static void cnnlab_avg_back22_##T##SFX(const T *restrict g, long ho, long wo,     \
+                                                T div, T *restrict gx)                     \
     {                                                                                      \
         const long w = 2 * wo;                                                             \
         const T z = 0;                                                                     \
@@ -205,37 +192,17 @@ static int cnnlab_max_back22_float(const float *g, const int64_t *idx, long ho, 
         }                                                                                  \
     }
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define CNNLAB_AVG22(T)                                                                    \
-    CNNLAB_AVG_PLANE22(, cnnlab_avg_plane22_##T##_any, T)                                  \
-    CNNLAB_AVG_PLANE22(__attribute__((target("avx2"))), cnnlab_avg_plane22_##T##_avx2, T)  \
-    CNNLAB_AVG_BACK22(, cnnlab_avg_back22_##T##_any, T)                                    \
-    CNNLAB_AVG_BACK22(__attribute__((target("avx2"))), cnnlab_avg_back22_##T##_avx2, T)    \
-    static void cnnlab_avg_plane22_##T(const T *x, long ho, long wo, T div, T *y, int avx2) \
+    CNNLAB_BUILD(CNNLAB_AVG_PLANE22, T)                                                    \
+    CNNLAB_BUILD(CNNLAB_AVG_BACK22, T)                                                     \
+    static void cnnlab_avg_plane22_##T(const T *x, long ho, long wo, T div, T *y, int a)  \
     {                                                                                      \
-        if (avx2) cnnlab_avg_plane22_##T##_avx2(x, ho, wo, div, y);                        \
-        else cnnlab_avg_plane22_##T##_any(x, ho, wo, div, y);                              \
+        CNNLAB_PICK(cnnlab_avg_plane22_##T, a, (x, ho, wo, div, y));                       \
     }                                                                                      \
-    static void cnnlab_avg_back22_##T(const T *g, long ho, long wo, T div, T *gx, int avx2) \
+    static void cnnlab_avg_back22_##T(const T *g, long ho, long wo, T div, T *gx, int a)  \
     {                                                                                      \
-        if (avx2) cnnlab_avg_back22_##T##_avx2(g, ho, wo, div, gx);                        \
-        else cnnlab_avg_back22_##T##_any(g, ho, wo, div, gx);                              \
+        CNNLAB_PICK(cnnlab_avg_back22_##T, a, (g, ho, wo, div, gx));                       \
     }
-#else
-#define CNNLAB_AVG22(T)                                                                    \
-    CNNLAB_AVG_PLANE22(, cnnlab_avg_plane22_##T##_any, T)                                  \
-    CNNLAB_AVG_BACK22(, cnnlab_avg_back22_##T##_any, T)                                    \
-    static void cnnlab_avg_plane22_##T(const T *x, long ho, long wo, T div, T *y, int avx2) \
-    {                                                                                      \
-        (void)avx2;                                                                        \
-        cnnlab_avg_plane22_##T##_any(x, ho, wo, div, y);                                   \
-    }                                                                                      \
-    static void cnnlab_avg_back22_##T(const T *g, long ho, long wo, T div, T *gx, int avx2) \
-    {                                                                                      \
-        (void)avx2;                                                                        \
-        cnnlab_avg_back22_##T##_any(g, ho, wo, div, gx);                                   \
-    }
-#endif
 
 CNNLAB_AVG22(float)
 CNNLAB_AVG22(double)
