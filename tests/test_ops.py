@@ -7,6 +7,7 @@ then memory layouts (strided, reversed, Fortran, read-only) and NaN/Inf.
 """
 from __future__ import annotations
 
+import contextlib
 import types
 
 import numpy as np
@@ -280,6 +281,26 @@ def test_max_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
     assert_close(twin.to_numpy(with_idx), expected, dtype)
 
 
+@contextlib.contextmanager
+def _each_build():
+    """The compiled twin's kernels built twice (_pool.h): ``for _ in builds`` runs its body
+    on the build for any CPU, then on the AVX2 build where this CPU has it; the switch
+    (``_core._avx2``) is set back on leaving, whatever the body raised."""
+    core = pytest.importorskip("cnnlab._core")
+    was = core._avx2()
+
+    def builds():
+        for avx2 in (False, True):
+            assert core._avx2(avx2) == (avx2 and was)
+            yield avx2
+
+    try:
+        yield builds()
+    finally:
+        core._avx2(was)
+    assert core._avx2() == was
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
     """The compiled twin's 2x2 stride-2 max rows are built twice (_pool.h): for AVX2, which
@@ -287,13 +308,10 @@ def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
     for bit, on rows of 1 to 26 windows (a vector's body and its tail), with ties, NaN and
     +-inf, with border windows beside them (padding, ceil_mode), and on planes the windows
     tile (even sides: a plane at a time)."""
-    core = pytest.importorskip("cnnlab._core")
-    was = core._avx2()
     kws = [dict(kernel_size=2), dict(kernel_size=2, padding=1),
            dict(kernel_size=2, ceil_mode=True)]
-    try:
-        for avx2 in (False, True):
-            assert core._avx2(avx2) == (avx2 and was)
+    with _each_build() as builds:
+        for _ in builds:
             for h, w in [(h, w) for h in (5, 6) for w in range(2, 54, 3)]:
                 x = rng.integers(0, 3, (2, 2, h, w)).astype(dtype)
                 x[rng.random(x.shape) < 0.05] = np.nan
@@ -305,9 +323,6 @@ def test_max_pool2d_rows_built_for_any_cpu(rng, dtype):
                     y_exp, idx_exp = R.max_pool2d(x, return_indices=True, **kw)
                     np.testing.assert_array_equal(y, y_exp)
                     np.testing.assert_array_equal(idx, idx_exp)
-    finally:
-        core._avx2(was)
-    assert core._avx2() == was
 
 
 def test_max_pool2d_backward_rows_built_for_any_cpu(rng):
@@ -317,11 +332,8 @@ def test_max_pool2d_backward_rows_built_for_any_cpu(rng):
     added into zeros at its index (as torch; NumPy's add.at here), on rows of 16 to 29
     windows (a vector's body and tail), with ties, NaN and +-inf in the input and NaN, +inf
     and -0.0 in the gradient, from max_pool2d's indices and given explicitly."""
-    core = pytest.importorskip("cnnlab._core")
-    was = core._avx2()
-    try:
-        for avx2 in (False, True):
-            assert core._avx2(avx2) == (avx2 and was)
+    with _each_build() as builds:
+        for _ in builds:
             for w in range(32, 60, 2):
                 x = rng.integers(0, 3, (2, 3, 6, w)).astype(np.float32)
                 for v in (np.nan, np.inf, -np.inf):
@@ -342,9 +354,6 @@ def test_max_pool2d_backward_rows_built_for_any_cpu(rng):
                                     F.max_pool2d_backward(g, x, 2, indices=idx)):
                             np.testing.assert_array_equal(got, expected)
                             assert not np.signbit(got[got == 0]).any()
-    finally:
-        core._avx2(was)
-    assert core._avx2() == was
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -354,11 +363,8 @@ def test_avg_pool2d_tiled_planes_built_for_any_cpu(rng, dtype):
     CPU. Each build gives the naive loops' means and gradients bit for bit on planes of 1
     to 27 windows a row (a vector's body and tail), on integers (sums exact in any order),
     with the window's size and with divisors 2 and 3, and +0.0 for a -0.0 gradient."""
-    core = pytest.importorskip("cnnlab._core")
-    was = core._avx2()
-    try:
-        for avx2 in (False, True):
-            assert core._avx2(avx2) == (avx2 and was)
+    with _each_build() as builds:
+        for _ in builds:
             for w in range(2, 56, 2):
                 x = rng.integers(-8, 9, (2, 3, 6, w)).astype(dtype)
                 g = rng.integers(-8, 9, (2, 3, 3, w // 2)).astype(dtype)
@@ -370,9 +376,6 @@ def test_avg_pool2d_tiled_planes_built_for_any_cpu(rng, dtype):
                     np.testing.assert_array_equal(y, R.avg_pool2d(x, 2, **kw))
                     np.testing.assert_array_equal(gx, R.avg_pool2d_backward(g, x, 2, **kw))
                     assert not np.signbit(gx[gx == 0]).any()
-    finally:
-        core._avx2(was)
-    assert core._avx2() == was
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

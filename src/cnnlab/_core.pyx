@@ -1645,8 +1645,8 @@ cdef inline void _tap_index(int64_t* ir, const tapoff* tap, Py_ssize_t first, in
 
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
 # each window in one loop (row-major, so the same first-maximum / NaN rule). Max pooling's
-# rows and average pooling's tiled planes are C (_pool.h: see its notes), built for any CPU
-# and for AVX2 (_AVX2 picks).
+# rows, and the planes its windows tile in both poolings, are C (_pool.h: see its notes),
+# built for any CPU and for AVX2 (_AVX2 picks).
 cdef extern from "_pool.h":
     void cnnlab_max_row22_float(const float* r0, const float* r1, long n, long w,
                                 int64_t first, float* y, int64_t* idx, int avx2) nogil
