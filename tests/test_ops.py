@@ -114,6 +114,11 @@ CONV_CASES = [
     case("kernel=input", (1, 2, 4, 4), (3, 2, 4, 4)),
     case("unbatched", (3, 6, 5), (2, 3, 3, 3), padding=1),
     case("batch0", (0, 3, 5, 5), (2, 3, 3, 3), padding=1),
+    # windows that tile the input (kernel = stride; more than 4 input channels, which the
+    # direct kernel would take): the compiled twin's _patches paths, float32 W_out = 8 on
+    # its own GEMM, the input gradient writing each cell from one window
+    case("windows-tile", (2, 6, 8, 16), (4, 6, 2, 2), stride=2),
+    case("windows-tile-rest", (1, 4, 7, 11), (4, 2, 2, 3), stride=(2, 3), groups=2),
 ]
 
 
@@ -191,6 +196,11 @@ TRANSPOSE_CASES = [
     case("pad-asym", (1, 2, 5, 4), (2, 3, 3, 2), padding=(2, 0), stride=(1, 2)),
     case("unbatched", (2, 3, 4), (2, 3, 3, 3), stride=2, output_padding=1),
     case("batch0", (0, 2, 3, 3), (2, 2, 3, 3), stride=2),
+    # kernel = stride: each output cell from one input pixel's window (see CONV_CASES)
+    case("windows-tile", (2, 8, 3, 8), (8, 6, 2, 2), stride=2),
+    case("windows-tile-outpad", (1, 16, 2, 16), (16, 5, 3, 3), stride=3, output_padding=2),
+    case("windows-tile-groups", (2, 4, 3, 5), (4, 3, 2, 3), groups=2, stride=(2, 3),
+         output_padding=(1, 2)),
 ]
 
 

@@ -20,9 +20,14 @@
 #                         own column buffer. grad_input: GEMM then col2im per (image, group,
 #                         block of channels). 1x1 stride-1 unpadded convolutions skip im2col;
 #                         stride-1 'same'-width ones copy whole shifted planes (``_flat``).
+#                         Windows that tile the input (kernel = stride, ``_patches``: the
+#                         transposed convolution that upsamples): grad_input scatters each
+#                         tile's GEMM into its cells, no col2im; float32 with W_out a
+#                         multiple of 8 multiplies on cnnlab_wino_gemm, forward too.
 # GEMMs go through scipy.linalg.cython_blas (row-major by swapping A and B, ``_gemm``), one
 # BLAS call per OpenMP thread, BLAS held to one thread meanwhile (``_OneBlasThread``); but
-# Winograd's thin float32 products run on a kernel of our own (``cnnlab_wino_gemm``).
+# Winograd's thin float32 products (and those of ``_patches``) run on a kernel of our own
+# (``cnnlab_wino_gemm``).
 # Forward and input-gradient work items go to whichever thread is free (schedule='dynamic');
 # weight gradients add into per-thread partial sums over a static split, reduced in thread
 # order (deterministic for a thread count). Pooling: direct loops over the N*C planes;
@@ -545,8 +550,9 @@ cdef inline Py_ssize_t _ld(const Conv* p, Tile t) noexcept nogil:
 
 
 cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floating* b,
-                 floating* y, int n_threads) except -1:
-    """y (n, c_out, ho, wo) = conv(x (n, c_in, h, w), wt (c_out, cg, kh, kw)) + b."""
+                 floating* y, int n_threads, bint own=False) except -1:
+    """y (n, c_out, ho, wo) = conv(x (n, c_in, h, w), wt (c_out, cg, kh, kw)) + b; own
+    (float32, see _patch_own_forward): the GEMMs on cnnlab_wino_gemm."""
     cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
     cdef Py_ssize_t hwo = <Py_ssize_t> p.ho * p.wo
     cdef int failed = 0
@@ -575,6 +581,15 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
             bmat = _columns(&p, x, tl, col)
             ldb = _ld(&p, tl)
             yt = y + (tl.n * p.c_out + tl.g * p.og) * hwo + tl.r0 * p.wo
+            if floating is float:
+                if own:
+                    cnnlab_wino_gemm(wt + tl.g * p.og * p.k, bmat, yt, p.og, p.k,
+                                     tl.nr * p.wo, ldb, hwo)
+                    for o in range(p.og):
+                        bias = b[tl.g * p.og + o]
+                        for q in range(tl.nr * p.wo):
+                            yt[o * hwo + q] += bias
+                    continue
             for o in range(p.og):
                 bias = b[tl.g * p.og + o]
                 for q in range(tl.nr * p.wo):
@@ -1287,8 +1302,10 @@ cdef inline floating* _wptr(floating[:, :, :, ::1] a) noexcept:
 
 
 cdef int _conv2d(Conv p, const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
-                 const floating[::1] b, floating[:, :, :, ::1] y, int nt) except -1:
-    return _conv2d_run(p, _ptr(x), _ptr(wt), &b[0] if b.shape[0] else NULL, _wptr(y), nt)
+                 const floating[::1] b, floating[:, :, :, ::1] y, int nt,
+                 bint own=False) except -1:
+    return _conv2d_run(p, _ptr(x), _ptr(wt), &b[0] if b.shape[0] else NULL, _wptr(y), nt,
+                       own)
 
 
 cdef int _conv2d_grad_input(Conv p, const floating[:, :, :, ::1] gy,
@@ -1364,6 +1381,9 @@ def conv2d(x, weight, bias, spec):
     y = np.empty((p.n, p.c_out, p.ho, p.wo), x.dtype)
     b = np.zeros(p.c_out, x.dtype) if bias is None else bias
     nt = _num_threads()
+    if _patch_own_forward(&p, x.dtype):
+        _conv2d[float](p, x, weight, b, y, nt, True)
+        return y
     with _blas_guard(&p):
         if x.dtype == np.float32:
             _conv2d[float](p, x, weight, b, y, nt)
@@ -1385,6 +1405,8 @@ def conv2d_grad_input(grad_output, weight, spec):
     if _direct_gi(&p, grad_output.dtype):
         return _direct_grad_input(grad_output, weight, p)
     _tiles_grad_input(&p, grad_output.dtype.itemsize)
+    if _patches(&p):
+        return _patch_grad_input(grad_output, weight, p)
     _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
@@ -1394,6 +1416,135 @@ def conv2d_grad_input(grad_output, weight, spec):
         else:
             _conv2d_grad_input[double](p, grad_output, weight, gx, nt)
     return gx
+
+
+# Input gradients whose windows tile the plane (kernel = stride, no padding, no dilation:
+# the transposed convolution that upsamples by its kernel, 2x2 stride 2 in U-Nets and the
+# course lab) take each input cell from one product of one window: per tile of rows,
+# col = W^T gy, and col is scattered into gx, each cell written once, where col2im zeroes
+# the plane and adds window by window. Float32 tiles whose columns come in whole AVX
+# registers (W_out a multiple of 8) multiply on cnnlab_wino_gemm, whose thin products skip
+# BLAS's packing; a work item is a tile, so a batch of one still uses the threads.
+# Measured: see _patch_grad_input.
+
+cdef inline bint _patches(const Conv* p) noexcept:
+    """conv2d's windows tile the input (rows and columns past the last window: output
+    padding of a transposed convolution, which get 0)."""
+    return (p.kh == p.sh and p.kw == p.sw and p.ph == 0 and p.pw == 0 and p.dh == 1
+            and p.dw == 1 and not p.direct)
+
+
+cdef inline bint _patch_own_gemm(const Conv* p, object dtype) noexcept:
+    """The input gradient's products (k x og by og x columns) on cnnlab_wino_gemm."""
+    return dtype == np.float32 and _wino_own_gemm(p.og) and p.wo % 8 == 0
+
+
+cdef inline bint _patch_own_forward(const Conv* p, object dtype) noexcept:
+    """The forward's (og x k by k x columns; the input gradient of a transposed
+    convolution whose windows tile its output) on cnnlab_wino_gemm."""
+    return (dtype == np.float32 and _patches(p) and _wino_own_gemm(p.k)
+            and p.wo % 8 == 0)
+
+
+cdef int _patch_grad_input_run(Conv p, const floating* gy, const floating* wt,
+                               const floating* wtt, floating* gx, int n_threads) except -1:
+    """gx (n, c_in, h, w) from gy (n, c_out, ho, wo) when _patches(p): wt (c_out, cg, kh,
+    kw); wtt its groups' transposes (groups, k, og) for cnnlab_wino_gemm, or NULL (BLAS)."""
+    cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
+    cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
+    cdef Py_ssize_t n, g, t, r0, nr, cols, c, r, i, j, q, row0, wpad = p.wo * p.kw
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    cdef int nt = <int> min(n_threads, items)
+    cdef floating* col
+    cdef floating* gxc
+    cdef floating* dst
+    cdef const floating* src
+    cdef const floating* gyt
+    if items == 0:
+        return 0
+    col = NULL                          # thread-private below; set here to quiet -Wall
+    with nogil, parallel(num_threads=nt):
+        col = <floating*> malloc(max(1, p.k * p.rows * p.wo) * sizeof(floating))
+        if col == NULL:
+            failed_p[0] = 1
+        for item in prange(items, schedule='dynamic'):
+            if col == NULL:
+                continue
+            n = item // (p.groups * p.tiles)
+            g = (item // p.tiles) % p.groups
+            t = item % p.tiles
+            r0 = t * p.rows
+            nr = min(p.rows, p.ho - r0)
+            cols = nr * p.wo
+            gyt = gy + (n * p.c_out + g * p.og) * hwo + r0 * p.wo
+            if floating is float:
+                if wtt != NULL:
+                    cnnlab_wino_gemm(wtt + g * p.k * p.og, gyt, col, p.k, p.og, cols, hwo,
+                                     cols)
+                else:
+                    _gemm(True, False, p.k, cols, p.og, <floating> 1, wt + g * p.og * p.k,
+                          p.k, gyt, hwo, <floating> 0, col, cols)
+            else:
+                _gemm(True, False, p.k, cols, p.og, <floating> 1, wt + g * p.og * p.k,
+                      p.k, gyt, hwo, <floating> 0, col, cols)
+            # row (c, i, j) of col, column (r, q) -> gx[n, g*cg + c, (r0 + r)*kh + i, q*kw + j]
+            for c in range(p.cg):
+                gxc = gx + (n * p.c_in + g * p.cg + c) * hw
+                for r in range(nr):
+                    for i in range(p.kh):
+                        dst = gxc + ((r0 + r) * p.kh + i) * p.w
+                        src = col + (c * p.kh + i) * p.kw * cols + r * p.wo
+                        if p.kw == 2:
+                            for q in range(p.wo):
+                                dst[2 * q] = src[q]
+                                dst[2 * q + 1] = src[cols + q]
+                        else:
+                            for j in range(p.kw):
+                                for q in range(p.wo):
+                                    dst[q * p.kw + j] = src[j * cols + q]
+                        for q in range(wpad, p.w):
+                            dst[q] = 0
+                if r0 + nr == p.ho:     # the rows past the last window
+                    row0 = p.ho * p.kh
+                    if row0 < p.h:
+                        memset(gxc + row0 * p.w, 0, (p.h - row0) * p.w * sizeof(floating))
+        free(col)
+    if failed:
+        raise MemoryError("conv2d_grad_input: cannot allocate the column buffer")
+    return 0
+
+
+def _patch_grad_input(grad_output, weight, Conv p):
+    """conv2d_grad_input when _patches(p) (p's tiles set). Alternated call by call against
+    col2im (2 threads, ms): see the note above _patches."""
+    _check_columns(&p, grad_output.dtype.itemsize)
+    gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
+    nt = _num_threads()
+    own = _patch_own_gemm(&p, grad_output.dtype)
+    if own:
+        wtt = np.ascontiguousarray(weight.reshape(p.groups, p.og, p.k).transpose(0, 2, 1))
+        with _unguarded:
+            _patch_grad_input_f32(p, grad_output, weight, wtt, gx, nt)
+        return gx
+    with _blas_guard(&p):
+        if grad_output.dtype == np.float32:
+            _patch_grad_input_typed[float](p, grad_output, weight, gx, nt)
+        else:
+            _patch_grad_input_typed[double](p, grad_output, weight, gx, nt)
+    return gx
+
+
+cdef int _patch_grad_input_f32(Conv p, const float[:, :, :, ::1] gy,
+                               const float[:, :, :, ::1] wt, const float[:, :, ::1] wtt,
+                               float[:, :, :, ::1] gx, int nt) except -1:
+    return _patch_grad_input_run[float](p, _ptr(gy), _ptr(wt), &wtt[0, 0, 0], _wptr(gx), nt)
+
+
+cdef int _patch_grad_input_typed(Conv p, const floating[:, :, :, ::1] gy,
+                                 const floating[:, :, :, ::1] wt, floating[:, :, :, ::1] gx,
+                                 int nt) except -1:
+    return _patch_grad_input_run(p, _ptr(gy), _ptr(wt), NULL, _wptr(gx), nt)
 
 
 def conv2d_grad_weight(grad_output, x, spec):
