@@ -12,6 +12,8 @@ Use in any test file::
 test ids, are:
 
     cython        NumPy arrays, compiled backend          (when the extension is built)
+    cython-avx2   the same, on its AVX2 builds            (where the CPU runs AVX-512 too:
+                                                           _core._isa(1) for the test)
     numpy         NumPy arrays, NumPy backend             (always)
     torch-numpy   NumPy arrays, backend "torch"           (when cnnlab._torch imports)
     torch         torch tensors in, torch tensors out     (when cnnlab._torch imports)
@@ -29,6 +31,7 @@ Environment:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -99,15 +102,35 @@ def _is_tensor(a) -> bool:
 class Twin(str):
     """A backend name (``str``) that also knows how to feed its operands.
 
-    ``tensors`` is True for the param that passes torch tensors.
+    ``tensors`` is True for the param that passes torch tensors; ``isa``, where not None,
+    the compiled twin's instruction-set level its hand-vectorised C runs at
+    (``_core._isa``: 1 for its AVX2 builds).
     """
 
     tensors: bool
+    isa: int | None
 
-    def __new__(cls, name: str, tensors: bool = False):
+    def __new__(cls, name: str, tensors: bool = False, isa: int | None = None):
         self = super().__new__(cls, name)
         self.tensors = tensors
+        self.isa = isa
         return self
+
+    @contextlib.contextmanager
+    def selected(self):
+        """This twin's backend (and build) for the block; the level is set back on
+        leaving, whatever the block raised."""
+        with cnnlab.use_backend(str(self)):
+            if self.isa is None:
+                yield self
+                return
+            from cnnlab import _core
+            was = _core._isa()
+            _core._isa(self.isa)
+            try:
+                yield self
+            finally:
+                _core._isa(was)
 
     def to_twin(self, a):
         """A NumPy array as this twin's input: a torch tensor with the same values (and,
@@ -143,7 +166,15 @@ def _twin_params():
             params.append(pytest.param(Twin("torch", True), id="torch"))
         else:
             params.append(pytest.param(Twin(name), id=name))
+        if name == "cython" and _compiled_isa() == 2:
+            params.append(pytest.param(Twin(name, isa=1), id="cython-avx2"))
     return params
+
+
+def _compiled_isa() -> int:
+    """The best build of the compiled twin's C this CPU runs (2 AVX-512, 1 AVX2, 0)."""
+    from cnnlab import _core
+    return _core._CPU_ISA
 
 
 TWIN_PARAMS = _twin_params()
@@ -153,7 +184,7 @@ TWIN_PARAMS = _twin_params()
 def twin(request):
     """Each available twin in turn, selected with ``cnnlab.use_backend``; yields a
     :class:`Twin` (the backend's name, plus ``to_twin``/``to_numpy``)."""
-    with cnnlab.use_backend(str(request.param)):
+    with request.param.selected():
         yield request.param
 
 
@@ -161,7 +192,8 @@ def twin(request):
 def twins():
     """All the twin params as a list of :class:`Twin`, for a test that loops over them
     itself (e.g. to compute an expensive expected value once). Select each with
-    ``with cnnlab.use_backend(t):``."""
+    ``with t.selected():`` (or ``cnnlab.use_backend(t)``, which leaves the build as it
+    is)."""
     return [p.values[0] for p in TWIN_PARAMS]
 
 

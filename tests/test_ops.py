@@ -294,21 +294,22 @@ def test_max_pool2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
 @contextlib.contextmanager
 def _each_build():
     """The compiled twin's kernels built twice (_pool.h): ``for _ in builds`` runs its body
-    on the build for any CPU, then on the AVX2 build where this CPU has it; the switch
-    (``_core._avx2``) is set back on leaving, whatever the body raised."""
+    on the build for any CPU (``_core._isa(0)``), then on the AVX2 build where this CPU has
+    it (level 1; AVX-512 CPUs run it at level 2 too); the level is set back on leaving,
+    whatever the body raised."""
     core = pytest.importorskip("cnnlab._core")
-    was = core._avx2()
+    was = core._isa()
 
     def builds():
-        for avx2 in (False, True):
-            assert core._avx2(avx2) == (avx2 and was)
-            yield avx2
+        for level in (0, 1):
+            assert core._isa(level) == min(level, core._CPU_ISA)
+            yield level
 
     try:
         yield builds()
     finally:
-        core._avx2(was)
-    assert core._avx2() == was
+        core._isa(was)
+    assert core._isa() == was
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

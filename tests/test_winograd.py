@@ -77,16 +77,41 @@ def test_winograd_shapes_float32_normwise_bound(twin, case, rng):
         assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
 
 
+def test_own_gemm_every_column_tail(twin, rng):
+    """The compiled twin's float32 products on its own GEMM kernel (_direct.h) take columns
+    in registers of 8 (AVX2) or 16 (AVX-512, the last under a mask) in blocks of 24 or 48:
+    Winograd blocks of 1 to 50 tiles (one row of 4x4 tiles, 9 output channels: a last
+    block of 1 row of 4) and windows that tile the input (kernel = stride 2, W_out = 8,
+    1 to 13 rows of 8 columns) agree with the naive loops in float64, normwise 1e-5."""
+    def check(got, want):
+        got = twin.to_numpy(got)
+        assert got.dtype == np.float32
+        err = np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()
+        assert err <= 1e-5, err
+
+    T = lambda a: twin.to_twin(a.astype(np.float32))  # noqa: E731
+    for tiles in range(1, 51):
+        x, wt = rng.standard_normal((1, 8, 4, 4 * tiles)), rng.standard_normal((9, 8, 3, 3))
+        check(F.conv2d(T(x), T(wt), padding=1), R.conv2d(x, wt, padding=1))
+    for rows in range(1, 14):
+        x, wt = rng.standard_normal((2, 8, 2 * rows, 16)), rng.standard_normal((9, 8, 2, 2))
+        check(F.conv2d(T(x), T(wt), stride=2), R.conv2d(x, wt, stride=2))
+        gy = rng.standard_normal((2, 9, rows, 8))
+        check(F.conv2d_backward(T(gy), T(x), T(wt), stride=2)[0],
+              R.conv2d_backward(gy, x, wt, stride=2)[0])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_winograd_transforms_built_for_any_cpu(dtype, rng):
-    """The compiled twin's tile transforms are built twice (_wino.h): for AVX2+FMA, which
-    this CPU may run, and for any CPU. The second, switched on here, meets the same bounds
-    on the cases above: 1e-10 float64, 1e-5 normwise float32, against the naive loops."""
+    """The compiled twin's tile transforms are built three times (_wino.h): for AVX-512F
+    and for AVX2+FMA, which this CPU may run (the twin fixture's cython and cython-avx2),
+    and for any CPU. The last, switched on here, meets the same bounds on the cases above:
+    1e-10 float64, 1e-5 normwise float32, against the naive loops."""
     core = pytest.importorskip("cnnlab._core")
-    was = core._avx2()
-    core._avx2(False)
+    was = core._isa()
+    core._isa(0)
     try:
-        assert not core._avx2()
+        assert not core._isa()
         with cnnlab.use_backend("cython"):
             for n, c, k, h, w, padding in CASES:
                 x, wt, b = (rng.standard_normal(s) for s in ((n, c, h, w), (k, c, 3, 3), (k,)))
@@ -100,8 +125,8 @@ def test_winograd_transforms_built_for_any_cpu(dtype, rng):
                     err = np.abs(a.astype(np.float64) - e).max() / np.abs(e).max()
                     assert err <= (1e-10 if dtype == np.float64 else 1e-5), err
     finally:
-        core._avx2(was)
-    assert core._avx2() == was
+        core._isa(was)
+    assert core._isa() == was
 
 
 def test_compiled_twin_takes_winograd_for_these_shapes():
@@ -170,7 +195,8 @@ def test_weight_gradient_keeps_exact_zeros(twin, dtype, channels, size, rng):
     transforms would give rounding noise of ~1e-10 there, which Adam, dividing by the
     gradient's own size, turns into steps of the full learning rate.) With 3 input channels,
     or 16 and rows of 32, the compiled twin's float32 weight gradient is the direct
-    kernel's; with 8 channels of 16, im2col's."""
+    kernel's (16 and rows of 32 only on its AVX2 level: cython-avx2 where the CPU runs
+    AVX-512); with 8 channels of 16, im2col's."""
     x = rng.standard_normal((2, channels, size, size)).astype(dtype)
     x[:, 0, 1:] = 0
     g = rng.standard_normal((2, 8, size, size)).astype(dtype)

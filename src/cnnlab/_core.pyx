@@ -9,12 +9,13 @@
 #                         exact zeros (all products zero) must stay zero (see
 #                         conv2d_grad_weight).
 #   direct                forward and weight gradient of layers with <= 4 input channels,
-#                         any stride, float32 and float64, on AVX2+FMA CPUs (the C in
-#                         _direct.h, written once in _direct_impl.h; section "direct"
-#                         here); their stride-1 input gradient into 3 or 4 channels, as the
-#                         flipped kernel's direct forward. Also the weight gradient of
-#                         float32 layers with <= 32 input channels and rows of >= 32
-#                         outputs. _direct.h also holds Winograd's float32 GEMM kernel.
+#                         any stride, float32 and float64, on AVX2+FMA CPUs, AVX-512F
+#                         builds where the CPU has it (the C in _direct.h, written once
+#                         in _direct_impl.h; section "direct" here); their stride-1 input
+#                         gradient into 3 or 4 channels, as the flipped kernel's direct
+#                         forward. Also, on AVX2-only CPUs, the weight gradient of float32
+#                         layers with <= 32 input channels and rows of >= 32 outputs.
+#                         _direct.h also holds Winograd's float32 GEMM kernel.
 #   im2col + GEMM         everything else. Work items (image, group, tile of output rows),
 #                         tiles sized from the L2 cache (``_tiles_*``), each thread with its
 #                         own column buffer. grad_input: GEMM then col2im per (image, group,
@@ -27,7 +28,9 @@
 # GEMMs go through scipy.linalg.cython_blas (row-major by swapping A and B, ``_gemm``), one
 # BLAS call per OpenMP thread, BLAS held to one thread meanwhile (``_OneBlasThread``); but
 # Winograd's thin float32 products (and those of ``_patches``) run on a kernel of our own
-# (``cnnlab_wino_gemm``).
+# (``cnnlab_wino_gemm``). The hand-vectorised C (_direct.h, _wino.h, _pool.h) is built for
+# several instruction sets in one extension (function attributes: portable, AVX2+FMA,
+# AVX-512F), and ``_isa`` picks the builds from what the CPU runs, when this module loads.
 # Forward and input-gradient work items go to whichever thread is free (schedule='dynamic');
 # weight gradients add into per-thread partial sums over a static split, reduced in thread
 # order (deterministic for a thread count). Pooling: direct loops over the N*C planes;
@@ -584,7 +587,7 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
             if floating is float:
                 if own:
                     cnnlab_wino_gemm(wt + tl.g * p.og * p.k, bmat, yt, p.og, p.k,
-                                     tl.nr * p.wo, ldb, hwo)
+                                     tl.nr * p.wo, ldb, hwo, _ISA >= 2)
                     for o in range(p.og):
                         bias = b[tl.g * p.og + o]
                         for q in range(tl.nr * p.wo):
@@ -738,10 +741,10 @@ cdef enum:
 
 # The tiles' copies and transforms (C, _wino.h: see its opening note).
 cdef extern from "_wino.h":
-    void cnnlab_wino_in_float(const float* d, float* v, long ldv, int avx2) nogil
-    void cnnlab_wino_in_double(const double* d, double* v, long ldv, int avx2) nogil
-    void cnnlab_wino_out_float(const float* m, long ldm, float* o, int avx2) nogil
-    void cnnlab_wino_out_double(const double* m, long ldm, double* o, int avx2) nogil
+    void cnnlab_wino_in_float(const float* d, float* v, long ldv, int isa) nogil
+    void cnnlab_wino_in_double(const double* d, double* v, long ldv, int isa) nogil
+    void cnnlab_wino_out_float(const float* m, long ldm, float* o, int isa) nogil
+    void cnnlab_wino_out_double(const double* m, long ldm, double* o, int isa) nogil
     void cnnlab_wino_gather6_float(const float** src, const long* ld, long n,
                                    float* d) nogil
     void cnnlab_wino_gather6_double(const double** src, const long* ld, long n,
@@ -767,13 +770,16 @@ cdef Py_ssize_t _WINO_MIN_CHANNELS = 8
 # 16->32 @32 2.60 -> 2.33 and 1.96 -> 1.69, 32->64 @16 1.50 -> 1.20, 64->64 @56 batch 8
 # 8.97 -> 8.06, 128->128 @14 10.10 -> 9.03 and 7.49 -> 6.58; 96 and 144 tiles were slower.
 cdef Py_ssize_t _WINO_OWN_BLOCK = 48
+# Its AVX-512 build against the AVX2 one (with the transforms', Xeon, 2 threads, the levels
+# alternated in one process, float32 forward, ms): 16->32 @32 1.13 -> 1.00, 32->64 @16
+# 0.74 -> 0.63, 64->64 @56 batch 8 4.03 -> 3.21, 128->128 @14 5.03 -> 4.31.
 # float32 on AVX2+FMA CPUs: the 36 products run on cnnlab_wino_gemm (_direct.h)
 # rather than BLAS when the input side has at most this many channels (2 threads, against
 # BLAS: 16->32 @32 forward 1.59 vs 2.29 ms, 64->64 @56 7.1 vs 8.9, 128->128 @14 7.0 vs
 # 8.8; 256->256 @14 the same, where a block's 256 x 24 of V fills L1).
 cdef Py_ssize_t _WINO_OWN_GEMM_CHANNELS = 128
-cdef int _AVX2      # the AVX2 builds of _wino.h's transforms and _pool.h's rows run; set
-                    # below, with _DIRECT_AVAILABLE
+cdef int _ISA       # the builds of _wino.h's, _direct.h's and _pool.h's C that run; set
+                    # below, with _DIRECT_AVAILABLE (see _isa)
 
 
 cdef inline bint _wino_own_gemm(Py_ssize_t c) noexcept:
@@ -939,10 +945,10 @@ cdef void _wino_patches(const Wino* p, const floating* src, Py_ssize_t t0, Py_ss
                     at[q] = edge + q * 36
             if floating is float:         # lanes past nt: 0
                 cnnlab_wino_gather6_float(at, ld, ln.n, d)
-                cnnlab_wino_in_float(d, v + c * 36 * ldv + q0, ldv, _AVX2)
+                cnnlab_wino_in_float(d, v + c * 36 * ldv + q0, ldv, _ISA)
             else:
                 cnnlab_wino_gather6_double(at, ld, ln.n, d)
-                cnnlab_wino_in_double(d, v + c * 36 * ldv + q0, ldv, _AVX2)
+                cnnlab_wino_in_double(d, v + c * 36 * ldv + q0, ldv, _ISA)
 
 
 cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssize_t t0,
@@ -959,9 +965,9 @@ cdef void _wino_output(const Wino* p, const floating* m, Py_ssize_t ldm, Py_ssiz
         _lanes(p, t0 + q0, min(<Py_ssize_t> _LANES, nt - q0), 0, 0, p.ho, p.wo, 4, p.k, &ln)
         for k in range(p.k):              # (all _LANES lanes of m: see _wino_conv)
             if floating is float:
-                cnnlab_wino_out_float(m + k * 36 * ldm + q0, ldm, o, _AVX2)
+                cnnlab_wino_out_float(m + k * 36 * ldm + q0, ldm, o, _ISA)
             else:
-                cnnlab_wino_out_double(m + k * 36 * ldm + q0, ldm, o, _AVX2)
+                cnnlab_wino_out_double(m + k * 36 * ldm + q0, ldm, o, _ISA)
             b = 0 if bias == NULL else bias[k]
             for q in range(ln.n):
                 dst[q] = y + k * howo + ln.at[q]
@@ -1028,7 +1034,7 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
             for xi in range(36):
                 if floating is float and own_gemm:
                     cnnlab_wino_gemm(u + xi * p.k * p.c, v + xi * ldb, m + xi * ldb, p.k,
-                                     p.c, nt, 36 * ldb, 36 * ldb)
+                                     p.c, nt, 36 * ldb, 36 * ldb, _ISA >= 2)
                 else:
                     _gemm(False, False, <int> p.k, <int> nt, <int> p.c, <floating> 1,
                           u + xi * p.k * p.c, <int> p.c, v + xi * ldb, <int> (36 * ldb),
@@ -1047,20 +1053,21 @@ cdef int _wino_conv(Wino p, const floating* x, const floating* wt, bint flip, fl
 # --------------------------------------------------------------------------- direct
 
 # A direct convolution for layers with few input channels, and the weight gradient of such
-# layers and of wide rows; float32 and float64, AVX2+FMA (see _direct.h, which also holds
-# the Winograd GEMM's own float kernel). The C is written once for both types.
+# layers and of wide rows; float32 and float64, AVX2+FMA and AVX-512F (see _direct.h, which
+# also holds the Winograd GEMM's own float kernel). The C is written once for both types
+# and both instruction sets; _isa picks the build.
 cdef extern from "_direct.h":
-    int cnnlab_direct_available() nogil
+    int cnnlab_isa() nogil
     void cnnlab_wino_gemm(const float* u, const float* v, float* m, long k, long c, long nt,
-                          long ldv, long ldm) nogil
+                          long ldv, long ldm, int wide) nogil
     void cnnlab_direct_rows_float(const float* x, long c, long h, long w, const float* wk,
                                   const float* bias, long k, long kh, long kw, long sh,
                                   long sw, long ph, long pw, long ho, long wo, float* y,
-                                  long oh0, long oh1, float* pad, long ps) nogil
+                                  long oh0, long oh1, float* pad, long ps, int wide) nogil
     void cnnlab_direct_rows_double(const double* x, long c, long h, long w, const double* wk,
                                    const double* bias, long k, long kh, long kw, long sh,
                                    long sw, long ph, long pw, long ho, long wo, double* y,
-                                   long oh0, long oh1, double* pad, long ps) nogil
+                                   long oh0, long oh1, double* pad, long ps, int wide) nogil
     void cnnlab_direct_gw_rows_float(const float* x, long c, long h, long w, const float* gy,
                                      long k, long kh, long kw, long sh, long sw, long ph,
                                      long pw, long ho, long wo, long oh0, long oh1,
@@ -1071,18 +1078,21 @@ cdef extern from "_direct.h":
                                       long oh1, double* pad, long ps, double* part) nogil
 
 
-_DIRECT_AVAILABLE = bool(cnnlab_direct_available())
-_AVX2 = cnnlab_direct_available()    # the CPU has AVX2 and FMA
+_CPU_ISA = cnnlab_isa()    # 2 AVX-512F, 1 AVX2+FMA, 0 neither
+_DIRECT_AVAILABLE = _CPU_ISA > 0
+_ISA = _CPU_ISA
 
 
-def _avx2(enable=None):
-    """Whether Winograd's tile transforms (_wino.h) and max pooling's 2x2 rows (_pool.h)
-    run their AVX2 builds; ``enable`` (for the tests) switches to the builds for any CPU
-    and back, never to AVX2 on a CPU without it."""
-    global _AVX2
-    if enable is not None:
-        _AVX2 = bool(enable) and _DIRECT_AVAILABLE
-    return bool(_AVX2)
+def _isa(level=None):
+    """The builds of the hand-vectorised C that run (2 AVX-512F, 1 AVX2+FMA, 0 portable C):
+    Winograd's tile transforms (_wino.h) and the pooling rows (_pool.h: AVX2 at 1 and 2)
+    take this level; the direct kernels and cnnlab_wino_gemm (_direct.h, which need AVX2)
+    their AVX-512 build at 2, else AVX2. ``level`` (for the tests) switches down to a
+    build and back, never above what this CPU runs."""
+    global _ISA
+    if level is not None:
+        _ISA = max(0, min(int(level), _CPU_ISA))
+    return _ISA
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
 cdef Py_ssize_t _DIRECT_PAD_BYTES = 256 * 1024   # a thread's padded rows, at most
 
@@ -1101,15 +1111,21 @@ cdef inline bint _direct(const Conv* p, object dtype) noexcept:
 # more, up to 32 input channels (float32, 2 threads, ms, im2col -> direct: 16->32 @32 2.77
 # -> 2.20, 32->32 @32 4.91 -> 4.12, 16->16 @64 6.76 -> 4.85); not on narrow rows (32->64
 # @16 2.38 -> 3.21: a block's sums cost more than its 2 vectors a row) or more channels
-# (64->64 @32 17.4 -> 18.2, 128->128 @28 13.5 -> 22.4).
+# (64->64 @32 17.4 -> 18.2, 128->128 @28 13.5 -> 22.4). Those were an AVX2 CPU (AMD Zen 3,
+# whose BLAS runs AVX2 kernels); where the CPU has AVX-512, so has BLAS, and im2col wins
+# (Xeon, 2 threads, 16->32 @32: 2.46 ms direct, 1.91 im2col), so wide rows stay there.
+# The weight gradient runs the AVX2 build on AVX-512 CPUs too (_direct.h): at 16 lanes its
+# seven unaligned loads per twelve FMAs split cache lines (3->16 @64 float32 1.02 AVX2,
+# 1.21 AVX-512, 0.95-0.97 im2col; float64 1.62, 1.77, 1.83-1.96).
 cdef Py_ssize_t _DIRECT_GW_MAX_CHANNELS = 32
 cdef Py_ssize_t _DIRECT_GW_MIN_WIDTH = 32
 
 
 cdef inline bint _direct_gw(const Conv* p, object dtype) noexcept:
-    """A weight gradient the direct kernel takes: the forward's layers, and wide rows."""
+    """A weight gradient the direct kernel takes: the forward's layers, and wide rows
+    (not where the AVX-512 builds run: see above)."""
     return _direct(p, dtype) or (
-        _DIRECT_AVAILABLE and dtype == np.float32 and p.groups == 1 and p.dh == 1
+        _ISA == 1 and dtype == np.float32 and p.groups == 1 and p.dh == 1
         and p.dw == 1 and p.c_in <= _DIRECT_GW_MAX_CHANNELS and p.wo >= _DIRECT_GW_MIN_WIDTH)
 
 
@@ -1158,7 +1174,7 @@ cdef inline void _direct_item(const Conv* p, const floating* x, const floating* 
         else:
             cnnlab_direct_rows_float(x + img * xs, p.c_in, p.h, p.w, wk, b, p.c_out, p.kh,
                                      p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo, out + img * ys,
-                                     r0, r1, pad, ps)
+                                     r0, r1, pad, ps, _ISA >= 2)
     else:
         if grad_weight:
             cnnlab_direct_gw_rows_double(x + img * xs, p.c_in, p.h, p.w, wk + img * ys,
@@ -1167,7 +1183,7 @@ cdef inline void _direct_item(const Conv* p, const floating* x, const floating* 
         else:
             cnnlab_direct_rows_double(x + img * xs, p.c_in, p.h, p.w, wk, b, p.c_out, p.kh,
                                       p.kw, p.sh, p.sw, p.ph, p.pw, p.ho, p.wo,
-                                      out + img * ys, r0, r1, pad, ps)
+                                      out + img * ys, r0, r1, pad, ps, _ISA >= 2)
 
 
 cdef int _direct_run(Conv p, const floating* x, const floating* wk, const floating* b,
@@ -1179,7 +1195,7 @@ cdef int _direct_run(Conv p, const floating* x, const floating* wk, const floati
     b unused): the items in _direct_runs(items, n_threads) runs of consecutive items, run
     j adding into out + j * out_stride; returns how many runs. A run goes to whichever
     thread is free, and its sum does not depend on which thread that is."""
-    cdef Py_ssize_t lanes = 32 // sizeof(floating)          # of an AVX register
+    cdef Py_ssize_t lanes = 64 // sizeof(floating)  # of an AVX-512 register (AVX2's divide it)
     cdef Py_ssize_t ps = (p.wo + lanes - 1) // lanes * lanes + (p.kw - 1) // p.sw
     cdef Py_ssize_t rs = p.sw * ps, budget = _DIRECT_PAD_BYTES // sizeof(floating)
     cdef Py_ssize_t parts = max(1, min(p.ho, (4 * n_threads + p.n - 1) // max(1, p.n)))
@@ -1484,7 +1500,7 @@ cdef int _patch_grad_input_run(Conv p, const floating* gy, const floating* wt,
             if floating is float:
                 if wtt != NULL:
                     cnnlab_wino_gemm(wtt + g * p.k * p.og, gyt, col, p.k, p.og, cols, hwo,
-                                     cols)
+                                     cols, _ISA >= 2)
             if wtt == NULL:
                 _gemm(True, False, p.k, cols, p.og, <floating> 1, wt + g * p.og * p.k,
                       p.k, gyt, hwo, <floating> 0, col, cols)
@@ -1792,7 +1808,7 @@ cdef inline void _tap_index(int64_t* ir, const tapoff* tap, Py_ssize_t first, in
 # The course's pooling, 2x2 windows at stride 2 with both rows inside: the four taps of
 # each window in one loop (row-major, so the same first-maximum / NaN rule). Max pooling's
 # rows, and the planes its windows tile in both poolings, are C (_pool.h: see its notes),
-# built for any CPU and for AVX2 (_AVX2 picks).
+# built for any CPU and for AVX2 (_ISA picks: AVX2 at 1 and 2).
 cdef extern from "_pool.h":
     void cnnlab_max_row22_float(const float* r0, const float* r1, long n, long w,
                                 int64_t first, float* y, int64_t* idx, int avx2) nogil
@@ -1841,9 +1857,9 @@ cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx
     cdef bint first
     if p.tiled and _is_22(p) and p.rel32:      # the course's pooling: a plane at a time
         if floating is float:
-            cnnlab_max_plane22_float(x, p.ho, p.wo, y, idx, _AVX2)
+            cnnlab_max_plane22_float(x, p.ho, p.wo, y, idx, _ISA)
         else:
-            cnnlab_max_plane22_double(x, p.ho, p.wo, y, idx, _AVX2)
+            cnnlab_max_plane22_double(x, p.ho, p.wo, y, idx, _ISA)
         return
     _inner_cols(p, &ca, &cb)
     n = cb - ca if p.rel32 else 0       # else every window one by one (planes >= 2**31)
@@ -1855,10 +1871,10 @@ cdef void _max_plane(const Pool* p, const floating* x, floating* y, int64_t* idx
             off = base + 2 * ca
             if floating is float:
                 cnnlab_max_row22_float(x + off, x + off + p.w, n, p.w, off, yr + ca,
-                                       idx + oh * p.wo + ca, _AVX2)
+                                       idx + oh * p.wo + ca, _ISA)
             else:
                 cnnlab_max_row22_double(x + off, x + off + p.w, n, p.w, off, yr + ca,
-                                        idx + oh * p.wo + ca, _AVX2)
+                                        idx + oh * p.wo + ca, _ISA)
         elif n > 0:
             first = True
             ih = h0
@@ -1976,7 +1992,7 @@ cdef int _max_pool2d_backward(Pool p, const floating[:, :, :, ::1] gy,
             if once:
                 if floating is float:
                     bad = cnnlab_max_back22_float(gp + i * hwo, ip + i * hwo, p.ho, p.wo,
-                                                  plane, _AVX2)
+                                                  plane, _ISA)
             if bad:
                 memset(plane, 0, hw * sizeof(floating))
                 for q in range(hwo):
@@ -2025,9 +2041,9 @@ cdef void _avg_plane(const Pool* p, const floating* x, floating* y) noexcept nog
     if p.tiled and _is_22(p):           # the course's pooling: a plane at a time, in C
         div = p.divisor if p.divisor else 4
         if floating is float:
-            cnnlab_avg_plane22_float(x, p.ho, p.wo, div, y, _AVX2)
+            cnnlab_avg_plane22_float(x, p.ho, p.wo, div, y, _ISA)
         else:
-            cnnlab_avg_plane22_double(x, p.ho, p.wo, div, y, _AVX2)
+            cnnlab_avg_plane22_double(x, p.ho, p.wo, div, y, _ISA)
         return
     _inner_cols(p, &ca, &cb)
     n = cb - ca
@@ -2084,9 +2100,9 @@ cdef void _avg_tiled_backward(const Pool* p, const floating* gy, floating* gx,
     cdef floating* dst
     if _is_22(p):                       # in C, a plane at a time (_pool.h)
         if floating is float:
-            cnnlab_avg_back22_float(gy, p.ho, p.wo, div, gx, _AVX2)
+            cnnlab_avg_back22_float(gy, p.ho, p.wo, div, gx, _ISA)
         else:
-            cnnlab_avg_back22_double(gy, p.ho, p.wo, div, gx, _AVX2)
+            cnnlab_avg_back22_double(gy, p.ho, p.wo, div, gx, _ISA)
         return
     for oh in range(p.ho):
         for q in range(p.wo):

@@ -8,8 +8,9 @@
    _core.pyx's tapoff) and goes into the index through an int (SSE2 converts double ->
    int32, not double -> int64): the caller's rows are shorter than 2**31 (Pool.rel32).
    Compiled for any CPU and, with GCC or Clang on x86, for AVX2, which the caller picks
-   (avx2: the CPU has it, _core.pyx's _AVX2). Against the Cython rows they replace (the
-   maximum, then the indices in a second loop), alternated call by call, 100x3x32x32
+   (avx2: nonzero where the CPU has it, _core.pyx's _ISA). Against the Cython rows they
+   replace (the maximum, then the indices in a second loop), alternated call by call,
+   100x3x32x32
    forward, 2 threads: float32 130 -> 82 us, float64 185 -> 106 us.
 
    The float32 backward of those windows when they tile the plane (_checks.tiles), a plane
@@ -33,7 +34,7 @@
 
 /* Each kernel is a macro KERNEL(ATTR, SFX, T, ...) defining NAME_T##SFX; CNNLAB_BUILD
    defines it twice, _any for any CPU and, with GCC or Clang on x86, _avx2 (a function
-   attribute); CNNLAB_PICK calls the build the caller picks (_core.pyx's _AVX2). */
+   attribute); CNNLAB_PICK calls the build the caller picks (_core.pyx's _ISA, nonzero: AVX2). */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define CNNLAB_BUILD(KERNEL, ...)                                                          \
     KERNEL(, _any, __VA_ARGS__)                                                            \

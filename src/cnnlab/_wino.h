@@ -27,9 +27,9 @@
 #endif
 
 /* The transforms (_wino_impl.h), compiled for any CPU and, with GCC or Clang on x86, for
-   AVX2+FMA too: the caller passes avx2 (the CPU has both: _core.pyx's _AVX2).
-   FMA contraction there rounds differently from the other build, within the Winograd
-   bound the tests hold both to. */
+   AVX2+FMA and for AVX-512F too: the caller passes isa, the best build this CPU runs
+   (2 AVX-512F, 1 AVX2+FMA, 0 any: _core.pyx's _ISA). FMA contraction there rounds
+   differently from the portable build, within the Winograd bound the tests hold all to. */
 #define T float
 #define ATTR
 #define FN(name) cnnlab_wino_##name##_float_any
@@ -48,39 +48,56 @@
 #define ATTR __attribute__((target("avx2,fma")))
 #define FN(name) cnnlab_wino_##name##_double_avx2
 #include "_wino_impl.h"
+/* 512-bit registers asked for (GCC's default tuning may keep to 256; Clang has no such
+   target option): 16 lanes = 16 tiles. */
+#if defined(__clang__)
+#define CNNLAB_WINO_512 __attribute__((target("avx512f,avx2,fma")))
+#else
+#define CNNLAB_WINO_512 __attribute__((target("avx512f,avx2,fma,prefer-vector-width=512")))
+#endif
+#define T float
+#define ATTR CNNLAB_WINO_512
+#define FN(name) cnnlab_wino_##name##_float_avx512
+#include "_wino_impl.h"
+#define T double
+#define ATTR CNNLAB_WINO_512
+#define FN(name) cnnlab_wino_##name##_double_avx512
+#include "_wino_impl.h"
+#undef CNNLAB_WINO_512
 #else
 #define CNNLAB_WINO_AVX2 0
 #endif
 
 #if CNNLAB_WINO_AVX2
-#define CNNLAB_WINO_PICK(T, name, avx2, args)                                             \
-    if (avx2) cnnlab_wino_##name##_##T##_avx2 args;                                       \
+#define CNNLAB_WINO_PICK(T, name, isa, args)                                              \
+    if (isa >= 2) cnnlab_wino_##name##_##T##_avx512 args;                                 \
+    else if (isa == 1) cnnlab_wino_##name##_##T##_avx2 args;                              \
     else cnnlab_wino_##name##_##T##_any args;
 #else
-#define CNNLAB_WINO_PICK(T, name, avx2, args) cnnlab_wino_##name##_##T##_any args;
+#define CNNLAB_WINO_PICK(T, name, isa, args) cnnlab_wino_##name##_##T##_any args;
 #endif
 
 /* v[(xi*6 + xj)*ldv + q] = (B^T d B)[xi, xj] for 16 tiles' 6x6 patches d (lane-major). */
-static void cnnlab_wino_in_float(const float *d, float *v, long ldv, int avx2)
+static void cnnlab_wino_in_float(const float *d, float *v, long ldv, int isa)
 {
-    CNNLAB_WINO_PICK(float, in, avx2, (d, v, ldv))
+    CNNLAB_WINO_PICK(float, in, isa, (d, v, ldv))
 }
 
-static void cnnlab_wino_in_double(const double *d, double *v, long ldv, int avx2)
+static void cnnlab_wino_in_double(const double *d, double *v, long ldv, int isa)
 {
-    CNNLAB_WINO_PICK(double, in, avx2, (d, v, ldv))
+    CNNLAB_WINO_PICK(double, in, isa, (d, v, ldv))
 }
 
 /* o[(i*4 + j)*16 + q] = (A^T M A)[i, j] for 16 tiles' M[xi, xj] = m[(xi*6 + xj)*ldm + q]
    (every lane must be finite or zero: lanes past the last tile are computed too). */
-static void cnnlab_wino_out_float(const float *m, long ldm, float *o, int avx2)
+static void cnnlab_wino_out_float(const float *m, long ldm, float *o, int isa)
 {
-    CNNLAB_WINO_PICK(float, out, avx2, (m, ldm, o))
+    CNNLAB_WINO_PICK(float, out, isa, (m, ldm, o))
 }
 
-static void cnnlab_wino_out_double(const double *m, long ldm, double *o, int avx2)
+static void cnnlab_wino_out_double(const double *m, long ldm, double *o, int isa)
 {
-    CNNLAB_WINO_PICK(double, out, avx2, (m, ldm, o))
+    CNNLAB_WINO_PICK(double, out, isa, (m, ldm, o))
 }
 #undef CNNLAB_WINO_PICK
 
