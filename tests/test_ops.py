@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import cnnlab
+from cnnlab import _checks
 from cnnlab import functional as F
 from cnnlab import reference as R
 
@@ -168,7 +169,7 @@ def test_conv2d_on_the_numpy_twins_large_planes(twin, assert_close, rng):
     """A 3x3 layer on 44x44 planes (the NumPy twin's forward and weight gradient take a GEMM
     per image, its input gradient the flat layout), also with a wider, dilated padding;
     float64 against the reference."""
-    from cnnlab import _checks, _fallback
+    from cnnlab import _fallback
     x = rng.standard_normal((2, 3, 44, 44))
     w = rng.standard_normal((5, 3, 3, 3))
     b = rng.standard_normal(5)
@@ -201,6 +202,12 @@ TRANSPOSE_CASES = [
     case("windows-tile-outpad", (1, 16, 2, 16), (16, 5, 3, 3), stride=3, output_padding=2),
     case("windows-tile-groups", (2, 4, 3, 5), (4, 3, 2, 3), groups=2, stride=(2, 3),
          output_padding=(1, 2)),
+    # with a bias, which the compiled twin adds as it writes each cell, on each of its
+    # paths: the tile path on its own GEMM (W = 8), the direct kernel (into 3 channels),
+    # 1x1 (no columns); Winograd's: test_winograd.py (float32 there has its own bound)
+    case("windows-tile-bias", (2, 8, 4, 8), (8, 6, 2, 2), stride=2),
+    case("direct-bias", (2, 16, 9, 10), (16, 3, 3, 3), padding=1),
+    case("1x1-bias", (2, 5, 4, 5), (5, 3, 1, 1)),
 ]
 
 
@@ -220,6 +227,25 @@ def test_conv_transpose2d(twin, oracle, assert_close, rng, shapes, kw, dtype):
     got = twin.to_numpy(F.conv_transpose2d_backward(T(g), T(x), T(w), **kw))
     for a, e in zip(got, oracle.conv_transpose2d_backward(g, x, w, **kw)):
         assert_close(a, e, dtype)
+
+
+def test_conv_transpose2d_bias_cases_reach_their_paths():
+    """The compiled twin computes the bias cases above as they say (its input gradient's
+    algorithm), so that each path's bias is tested."""
+    core = pytest.importorskip("cnnlab._core")
+    want = {"direct-bias": "direct" if core._DIRECT_AVAILABLE else "im2col",
+            "windows-tile-bias": "im2col", "1x1-bias": "im2col"}
+    for param in TRANSPOSE_CASES:
+        if param.id not in want:
+            continue
+        (x_shape, w_shape), kw = param.values
+        assert sum(x_shape) % 3, f"{param.id}: _bias gives no bias for this shape"
+        groups = kw.get("groups", 1)
+        spec = _checks.conv_transpose2d_spec(
+            x_shape, w_shape, (w_shape[1] * groups,), kw.get("stride", 1),
+            kw.get("padding", 0), kw.get("output_padding", 0), groups, kw.get("dilation", 1))
+        conv_x = (x_shape[0], w_shape[1] * groups) + tuple(spec.in_size)
+        assert core._grad_input_algorithm(conv_x, w_shape[0], spec) == want[param.id]
 
 
 # --------------------------------------------------------------------------- pooling

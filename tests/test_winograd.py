@@ -77,6 +77,24 @@ def test_winograd_shapes_float32_normwise_bound(twin, case, rng):
         assert err <= 1e-5, f"{name}: normwise error {err:.2e}"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_conv_transpose2d_with_bias_on_winograd(twin, dtype, rng):
+    """A 3x3 stride-1 transposed convolution with 8 and 9 channels is the compiled twin's
+    Winograd input gradient, which adds the bias in its output transform: against the
+    naive loops in float64, 1e-10 float64, normwise 1e-5 float32."""
+    x, wt, b = (rng.standard_normal(s) for s in ((2, 8, 5, 7), (8, 9, 3, 3), (9,)))
+    want = R.conv_transpose2d(x, wt, b, padding=1)
+    T = lambda a: twin.to_twin(a.astype(dtype))  # noqa: E731
+    got = twin.to_numpy(F.conv_transpose2d(T(x), T(wt), T(b), padding=1))
+    assert got.dtype == dtype
+    err = np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()
+    assert err <= (1e-10 if dtype == np.float64 else 1e-5), err
+    if "cython" in cnnlab.backends():
+        from cnnlab import _core
+        spec = _checks.conv_transpose2d_spec(x.shape, wt.shape, b.shape, 1, 1)
+        assert _core._grad_input_algorithm((2, 9, 5, 7), 8, spec) == "winograd"
+
+
 def test_own_gemm_every_column_tail(twin, rng):
     """The compiled twin's float32 products on its own GEMM kernel (_direct.h) take columns
     in registers of 8 (AVX2) or 16 (AVX-512, the last under a mask) in blocks of 24 or 48:

@@ -605,9 +605,23 @@ cdef int _conv2d_run(Conv p, const floating* x, const floating* wt, const floati
     return 0
 
 
+cdef inline void _fill_planes(floating* planes, const floating* values, Py_ssize_t count,
+                              Py_ssize_t size) noexcept nogil:
+    """Plane c of count planes of size cells (consecutive) all values[c]."""
+    cdef Py_ssize_t c, q
+    cdef floating v
+    cdef floating* d
+    for c in range(count):
+        v = values[c]
+        d = planes + c * size
+        for q in range(size):
+            d[q] = v
+
+
 cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
-                                floating* gx, int n_threads) except -1:
-    """gx (n, c_in, h, w) from gy (n, c_out, ho, wo): col = W^T gy, then col2im.
+                                const floating* b, floating* gx, int n_threads) except -1:
+    """gx (n, c_in, h, w) from gy (n, c_out, ho, wo): col = W^T gy, then col2im into planes
+    that start from b[c] (b: (c_in,) or NULL for zeros).
 
     Items are (image, group, block of input channels): col2im writes a channel from its
     own rows of col only, so blocks are independent. There is more than one block only
@@ -648,11 +662,17 @@ cdef int _conv2d_grad_input_run(Conv p, const floating* gy, const floating* wt,
             gyt = gy + (n * p.c_out + g * p.og) * hwo
             wg = wt + g * p.og * p.k
             if p.direct:
+                gxt = gx + (n * p.c_in + g * p.cg) * hw
+                if b != NULL:
+                    _fill_planes(gxt, b + g * p.cg, p.cg, hw)
                 _gemm(True, False, p.cg, hw, p.og, <floating> 1, wg, p.k, gyt,
-                      hwo, <floating> 0, gx + (n * p.c_in + g * p.cg) * hw, hw)
+                      hwo, <floating> (0 if b == NULL else 1), gxt, hw)
                 continue
             gxt = gx + (n * p.c_in + g * p.cg + c0) * hw
-            memset(gxt, 0, nc * hw * sizeof(floating))
+            if b == NULL:
+                memset(gxt, 0, nc * hw * sizeof(floating))
+            else:
+                _fill_planes(gxt, b + g * p.cg + c0, nc, hw)
             for t in range(p.tiles):
                 r0 = t * p.rows
                 nr = min(p.rows, p.ho - r0)
@@ -1255,7 +1275,7 @@ def _direct_forward(x, weight, bias, Conv p):
     """conv2d on the direct kernel: weights (C_out, C_in, kH, kW) laid out as
     (C_out/4, C_in, kH, kW, 4) and bias padded, both with zeros past C_out."""
     k4 = (p.c_out + 3) // 4 * 4
-    lanes = 32 // x.itemsize
+    lanes = 64 // x.itemsize     # the widest build's (_direct_run's row buffers)
     check_buffer("conv2d: the direct kernel's padded rows",
                  (p.c_in, p.kh, (p.wo + lanes) * p.sw + p.kw), x.itemsize)
     wk = np.zeros((k4,) + weight.shape[1:], x.dtype)
@@ -1275,11 +1295,11 @@ def _direct_forward(x, weight, bias, Conv p):
     return y
 
 
-def _direct_grad_input(grad_output, weight, Conv p):
+def _direct_grad_input(grad_output, weight, bias, Conv p):
     """conv2d_grad_input on the direct kernel: the forward convolution of grad_output with
-    weight flipped in both axes and transposed to (C_in, C_out, kH, kW)."""
+    weight flipped in both axes and transposed to (C_in, C_out, kH, kW), plus bias."""
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return _direct_forward(grad_output, flipped, None, _flipped(&p))
+    return _direct_forward(grad_output, flipped, bias, _flipped(&p))
 
 
 def _direct_grad_weight(grad_output, x, Conv p):
@@ -1325,9 +1345,10 @@ cdef int _conv2d(Conv p, const floating[:, :, :, ::1] x, const floating[:, :, :,
 
 
 cdef int _conv2d_grad_input(Conv p, const floating[:, :, :, ::1] gy,
-                            const floating[:, :, :, ::1] wt, floating[:, :, :, ::1] gx,
-                            int nt) except -1:
-    return _conv2d_grad_input_run(p, _ptr(gy), _ptr(wt), _wptr(gx), nt)
+                            const floating[:, :, :, ::1] wt, const floating[::1] b,
+                            floating[:, :, :, ::1] gx, int nt) except -1:
+    return _conv2d_grad_input_run(p, _ptr(gy), _ptr(wt), &b[0] if b.shape[0] else NULL,
+                                  _wptr(gx), nt)
 
 
 cdef int _conv2d_grad_weight(Conv p, const floating[:, :, :, ::1] gy,
@@ -1408,29 +1429,31 @@ def conv2d(x, weight, bias, spec):
     return y
 
 
-def conv2d_grad_input(grad_output, weight, spec):
+def conv2d_grad_input(grad_output, weight, spec, bias=None):
     """Gradient (N, C_in, H, W) of conv2d with respect to its input; grad_output is
-    (N, C_out, H_out, W_out), weight (C_out, C_in/groups, kH, kW)."""
+    (N, C_out, H_out, W_out), weight (C_out, C_in/groups, kH, kW); plus bias (C_in,) where
+    given (conv_transpose2d's), added as each cell is written."""
     h, w = spec.in_size
     cdef Conv p = _conv_geometry((grad_output.shape[0], weight.shape[1] * spec.groups, h, w),
                                  weight.shape[0], spec)
     check_gemm_sizes(spec, p.c_in, p.c_out)
     if _winograd(&p):          # the forward convolution with the flipped kernel
-        return _winograd_forward(grad_output, weight, None, True, p.c_in, p.h, p.w,
+        return _winograd_forward(grad_output, weight, bias, True, p.c_in, p.h, p.w,
                                  2 - p.ph, 2 - p.pw)
     if _direct_gi(&p, grad_output.dtype):
-        return _direct_grad_input(grad_output, weight, p)
+        return _direct_grad_input(grad_output, weight, bias, p)
     _tiles_grad_input(&p, grad_output.dtype.itemsize)
+    b = np.empty(0, grad_output.dtype) if bias is None else bias
     if _patches(&p):
-        return _patch_grad_input(grad_output, weight, p)
+        return _patch_grad_input(grad_output, weight, b, p)
     _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
     with _blas_guard(&p):
         if grad_output.dtype == np.float32:
-            _conv2d_grad_input[float](p, grad_output, weight, gx, nt)
+            _conv2d_grad_input[float](p, grad_output, weight, b, gx, nt)
         else:
-            _conv2d_grad_input[double](p, grad_output, weight, gx, nt)
+            _conv2d_grad_input[double](p, grad_output, weight, b, gx, nt)
     return gx
 
 
@@ -1466,9 +1489,11 @@ cdef inline bint _patch_own_forward(const Conv* p, object dtype) noexcept:
 
 
 cdef int _patch_grad_input_run(Conv p, const floating* gy, const floating* wt,
-                               const floating* wtt, floating* gx, int n_threads) except -1:
+                               const floating* wtt, const floating* b, floating* gx,
+                               int n_threads) except -1:
     """gx (n, c_in, h, w) from gy (n, c_out, ho, wo) when _patches(p): wt (c_out, cg, kh,
-    kw); wtt its groups' transposes (groups, k, og) for cnnlab_wino_gemm, or NULL (BLAS)."""
+    kw); wtt its groups' transposes (groups, k, og) for cnnlab_wino_gemm, or NULL (BLAS);
+    plus b[c] in every cell of channel c (b: (c_in,), or NULL)."""
     cdef Py_ssize_t items = <Py_ssize_t> p.n * p.groups * p.tiles, item
     cdef Py_ssize_t hw = <Py_ssize_t> p.h * p.w, hwo = <Py_ssize_t> p.ho * p.wo
     cdef Py_ssize_t n, g, t, r0, nr, cols, c, r, i, j, q, row0, wpad = p.wo * p.kw
@@ -1480,6 +1505,7 @@ cdef int _patch_grad_input_run(Conv p, const floating* gy, const floating* wt,
     cdef floating* dst
     cdef const floating* src
     cdef const floating* gyt
+    cdef floating bias
     if items == 0:
         return 0
     col = NULL                          # thread-private below; set here to quiet -Wall
@@ -1507,55 +1533,57 @@ cdef int _patch_grad_input_run(Conv p, const floating* gy, const floating* wt,
             # row (c, i, j) of col, column (r, q) -> gx[n, g*cg + c, (r0 + r)*kh + i, q*kw + j]
             for c in range(p.cg):
                 gxc = gx + (n * p.c_in + g * p.cg + c) * hw
+                bias = 0 if b == NULL else b[g * p.cg + c]
                 for r in range(nr):
                     for i in range(p.kh):
                         dst = gxc + ((r0 + r) * p.kh + i) * p.w
                         src = col + (c * p.kh + i) * p.kw * cols + r * p.wo
                         if p.kw == 2:
                             for q in range(p.wo):
-                                dst[2 * q] = src[q]
-                                dst[2 * q + 1] = src[cols + q]
+                                dst[2 * q] = src[q] + bias
+                                dst[2 * q + 1] = src[cols + q] + bias
                         else:
                             for j in range(p.kw):
                                 for q in range(p.wo):
-                                    dst[q * p.kw + j] = src[j * cols + q]
+                                    dst[q * p.kw + j] = src[j * cols + q] + bias
                         for q in range(wpad, p.w):
-                            dst[q] = 0
+                            dst[q] = bias
                 if r0 + nr == p.ho:     # the rows past the last window
                     row0 = p.ho * p.kh
-                    if row0 < p.h:
-                        memset(gxc + row0 * p.w, 0, (p.h - row0) * p.w * sizeof(floating))
+                    for q in range(row0 * p.w, hw):
+                        gxc[q] = bias
         free(col)
     if failed:
         raise MemoryError("conv2d_grad_input: cannot allocate the column buffer")
     return 0
 
 
-def _patch_grad_input(grad_output, weight, Conv p):
-    """conv2d_grad_input when _patches(p) (p's tiles set)."""
+def _patch_grad_input(grad_output, weight, b, Conv p):
+    """conv2d_grad_input when _patches(p) (p's tiles set), plus b (C_in,) unless empty."""
     _check_columns(&p, grad_output.dtype.itemsize)
     gx = np.empty((p.n, p.c_in, p.h, p.w), grad_output.dtype)
     nt = _num_threads()
     if _patch_own_gemm(&p, grad_output.dtype):     # no BLAS call: its pool left alone
         wtt = np.ascontiguousarray(weight.reshape(p.groups, p.og, p.k).transpose(0, 2, 1))
-        _patch_grad_input_typed[float](p, grad_output, weight, wtt, gx, nt)
+        _patch_grad_input_typed[float](p, grad_output, weight, wtt, b, gx, nt)
         return gx
     none = np.empty((0, 0, 0), grad_output.dtype)
     with _blas_guard(&p):
         if grad_output.dtype == np.float32:
-            _patch_grad_input_typed[float](p, grad_output, weight, none, gx, nt)
+            _patch_grad_input_typed[float](p, grad_output, weight, none, b, gx, nt)
         else:
-            _patch_grad_input_typed[double](p, grad_output, weight, none, gx, nt)
+            _patch_grad_input_typed[double](p, grad_output, weight, none, b, gx, nt)
     return gx
 
 
 cdef int _patch_grad_input_typed(Conv p, const floating[:, :, :, ::1] gy,
                                  const floating[:, :, :, ::1] wt,
-                                 const floating[:, :, ::1] wtt, floating[:, :, :, ::1] gx,
-                                 int nt) except -1:
-    """wtt empty: the products through BLAS."""
+                                 const floating[:, :, ::1] wtt, const floating[::1] b,
+                                 floating[:, :, :, ::1] gx, int nt) except -1:
+    """wtt empty: the products through BLAS; b empty: no bias."""
     return _patch_grad_input_run(p, _ptr(gy), _ptr(wt),
-                                 &wtt[0, 0, 0] if wtt.shape[0] else NULL, _wptr(gx), nt)
+                                 &wtt[0, 0, 0] if wtt.shape[0] else NULL,
+                                 &b[0] if b.shape[0] else NULL, _wptr(gx), nt)
 
 
 def conv2d_grad_weight(grad_output, x, spec):

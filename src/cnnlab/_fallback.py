@@ -5,7 +5,8 @@ The kernel contract (``_core``, ``_fallback`` and ``_torch`` all export exactly 
     conv2d(x, weight, bias, spec) -> y
         x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,) or None
         -> y (N, C_out, H_out, W_out);  (H, W) = spec.in_size, (H_out, W_out) = spec.out_size
-    conv2d_grad_input(grad_output, weight, spec) -> (N, C_in, H, W)
+    conv2d_grad_input(grad_output, weight, spec, bias=None) -> (N, C_in, H, W)
+        plus bias (C_in,) where given, in every cell of its channel (conv_transpose2d's)
     conv2d_grad_weight(grad_output, x, spec) -> (C_out, C_in/groups, kH, kW)
     bias_grad(grad_output) -> (C,)                      sum over N, H, W
     max_pool2d(x, spec) -> (y, indices)                 indices int64, flat h*W + w
@@ -130,9 +131,16 @@ def conv2d(x, weight, bias, spec):
     return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
 
-def conv2d_grad_input(grad_output, weight, spec):
+def conv2d_grad_input(grad_output, weight, spec, bias=None):
     """The columns W^T grad_output (one GEMM per group), scattered back through the
-    windows they came from (col2im; for stride 1, in the flat layout below)."""
+    windows they came from (col2im; for stride 1, in the flat layout below); then bias."""
+    gx = _grad_input(grad_output, weight, spec)
+    if bias is not None:
+        gx += bias.reshape(1, -1, 1, 1)
+    return gx
+
+
+def _grad_input(grad_output, weight, spec):
     g, n = spec.groups, grad_output.shape[0]
     kh, kw = spec.kernel_size
     ho, wo = spec.out_size

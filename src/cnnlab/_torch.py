@@ -68,13 +68,13 @@ def _trim(grad_output, spec):
     return (grad_output, spec) if small == spec else (grad_output[:, :, rows, cols], small)
 
 
-def _conv_transpose2d(grad_output, weight, spec, padding, output_padding):
+def _conv_transpose2d(grad_output, weight, spec, padding, output_padding, bias=None):
     for name, values in (("stride", spec.stride), ("padding", padding),
                          ("dilation", spec.dilation)):
         if max(abs(v) for v in (values if isinstance(values, tuple) else (values,))) > INT_MAX:
             raise ArgumentError(f"the torch twin's transposed convolution: {name} "
                                 f"{list(values)} is too large (torch truncates it to 32 bits)")
-    args = (grad_output, weight, None, spec.stride, padding, output_padding, spec.groups,
+    args = (grad_output, weight, bias, spec.stride, padding, output_padding, spec.groups,
             spec.dilation)
     if grad_output.device.type != "cpu" or max(spec.stride) <= _ONEDNN_MAX_STRIDE:
         return F.conv_transpose2d(*args)
@@ -84,19 +84,23 @@ def _conv_transpose2d(grad_output, weight, spec, padding, output_padding):
             return F.conv_transpose2d(*args)
 
 
-def conv2d_grad_input(grad_output, weight, spec):
+def conv2d_grad_input(grad_output, weight, spec, bias=None):
     shape = (grad_output.shape[0], weight.shape[1] * spec.groups) + tuple(spec.in_size)
     trimmed = _trim(grad_output, spec)
     if trimmed is None:
-        return grad_output.new_zeros(shape)
-    grad_output, spec = trimmed
-    if spec.symmetric and min(spec.padding) >= 0:
-        # output_padding restores the rows the forward's floor division dropped.
-        out_pad = tuple(i - (e - 2 * p) for i, e, p in
-                        zip(spec.in_size, window_extent(spec), spec.padding))
-        return _conv_transpose2d(grad_output, weight, spec, spec.padding, out_pad)
-    g = _conv_transpose2d(grad_output, weight, spec, 0, 0)
-    return F.pad(g, tuple(-p for p in _pads(spec))).contiguous()
+        g = grad_output.new_zeros(shape)
+    else:
+        grad_output, spec = trimmed
+        if spec.symmetric and min(spec.padding) >= 0:
+            # output_padding restores the rows the forward's floor division dropped.
+            out_pad = tuple(i - (e - 2 * p) for i, e, p in
+                            zip(spec.in_size, window_extent(spec), spec.padding))
+            return _conv_transpose2d(grad_output, weight, spec, spec.padding, out_pad, bias)
+        g = _conv_transpose2d(grad_output, weight, spec, 0, 0)
+        g = F.pad(g, tuple(-p for p in _pads(spec))).contiguous()
+    if bias is not None:
+        g += bias.reshape(1, -1, 1, 1)
+    return g
 
 
 def conv2d_grad_weight(grad_output, x, spec):

@@ -180,10 +180,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     c_out = weight.shape[1] * spec.groups
     call = _Call(op, _batch(input, batched), weight, bias)
     x, w, b = call.arrays
-    y = _zeros(w, (x.shape[0], c_out) + spec.in_size) if _empty(x, w) else \
-        call.twin.conv2d_grad_input(x, w, spec)
-    if b is not None:
-        y += b.reshape(1, -1, 1, 1)
+    if _empty(x, w):
+        y = _zeros(w, (x.shape[0], c_out) + spec.in_size)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+    else:                                   # the twin adds the bias as it writes y
+        y = call.twin.conv2d_grad_input(x, w, spec, b)
     return call.out(y, batched)
 
 
