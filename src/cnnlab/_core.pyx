@@ -1113,6 +1113,8 @@ def _isa(level=None):
     if level is not None:
         _ISA = max(0, min(int(level), _CPU_ISA))
     return _ISA
+
+
 cdef Py_ssize_t _DIRECT_MAX_CHANNELS = 4
 cdef Py_ssize_t _DIRECT_PAD_BYTES = 256 * 1024   # a thread's padded rows, at most
 

@@ -49,8 +49,6 @@ static int cnnlab_isa(void) {
     return __builtin_cpu_supports("avx512f") ? 2 : 1;
 }
 
-static int cnnlab_direct_available(void) { return cnnlab_isa() > 0; }
-
 __attribute__((target("avx2,fma"), always_inline))
 static inline float cnnlab_hsum_float(__m256 a) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -200,13 +198,12 @@ static void cnnlab_wino_gemm(const float *u, const float *v, float *m, long k, l
 #else
 #define CNNLAB_DIRECT 0
 static int cnnlab_isa(void) { return 0; }
-static int cnnlab_direct_available(void) { return 0; }
 static void cnnlab_wino_gemm(const float *u, const float *v, float *m, long k, long c,
                              long nt, long ldv, long ldm, int wide) {}
 #define CNNLAB_STUBS(T)                                                                   \
     static void cnnlab_direct_gw_rows_##T(const T *x, long c, long h, long w, const T *gy, \
         long k, long kh, long kw, long sh, long sw, long ph, long pw, long ho, long wo,   \
-        long oh0, long oh1, T *pad, long ps, T *part) {}                        \
+        long oh0, long oh1, T *pad, long ps, T *part) {}                                  \
     static void cnnlab_direct_rows_##T(const T *x, long c, long h, long w, const T *wk,   \
         const T *bias, long k, long kh, long kw, long sh, long sw, long ph, long pw,      \
         long ho, long wo, T *y, long oh0, long oh1, T *pad, long ps, int wide) {}
